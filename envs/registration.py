@@ -1,0 +1,106 @@
+"""One list of built-in environments and the helpers that put them in gymnasium's registry."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+
+@dataclass(frozen=True)
+class EnvSpecLine:
+    id: str  # gymnasium id, "selfplay/<Name>-v<N>"
+    entry_point: str  # "module:Class", imported only when the env is made
+    summary: str  # one line for `selfplay envs`
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+BUILTIN_ENVS: list[EnvSpecLine] = [
+    EnvSpecLine(
+        "selfplay/TicTacToe-v0",
+        "envs.games.tictactoe:TicTacToeEnv",
+        "tic-tac-toe, 3x3, two players; actions '1'..'9'",
+    ),
+    EnvSpecLine(
+        "selfplay/ConnectFour-v0",
+        "envs.games.connect_four:ConnectFourEnv",
+        "connect four, 6 rows x 7 columns, two players; actions '1'..'7' (columns)",
+    ),
+    # -- math (envs/math) ---------------------------------------------------------------------
+    # -- code (envs/code) ---------------------------------------------------------------------
+]
+
+# Summaries of environments registered by users through ``register_env``.
+_USER_SUMMARIES: dict[str, str] = {}
+
+
+def register_builtin_envs() -> None:
+    for line in BUILTIN_ENVS:
+        if line.id not in gym.registry:
+            gym.register(id=line.id, entry_point=line.entry_point, kwargs=dict(line.kwargs))
+
+
+def register_env(
+    id: str, entry_point: Any, summary: str = "", **kwargs: Any
+) -> None:
+    """Register a user environment in gymnasium's registry (one call, from the user's module).
+
+    ``entry_point`` is a class or a "module:Class" string; ``kwargs`` become the env's defaults.
+    Registering the same id again replaces it (so re-imports and notebooks are harmless).
+    """
+    if not isinstance(id, str) or "/" not in id or "-v" not in id:
+        raise ValueError(f"env id {id!r} must look like 'namespace/Name-v0'")
+    if id in gym.registry:
+        del gym.registry[id]
+    gym.register(id=id, entry_point=entry_point, kwargs=kwargs)
+    _USER_SUMMARIES[id] = summary
+
+
+def env_summary(env_id: str) -> str:
+    for line in BUILTIN_ENVS:
+        if line.id == env_id:
+            return line.summary
+    return _USER_SUMMARIES.get(env_id, "")
+
+
+def selfplay_env_ids() -> list[str]:
+    """Every registered id that is ours or a user's (gymnasium's own envs left out)."""
+    ours = {line.id for line in BUILTIN_ENVS} | set(_USER_SUMMARIES)
+    return sorted(i for i in gym.registry if i in ours or i.startswith("selfplay/"))
+
+
+class UnknownEnvError(KeyError):
+    def __init__(self, env_id: str):
+        self.env_id = env_id
+        ids = "\n  ".join(selfplay_env_ids())
+        super().__init__(f"unknown env id {env_id!r}; registered environments:\n  {ids}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+def import_env_module(module: str | None) -> None:
+    """Import the user module that registers an environment (``env.module`` in the config)."""
+    if not module:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"env.module={module!r} could not be imported ({err}); it must be importable "
+            "from the current directory or the Python path"
+        ) from err
+
+
+def make_env(env_id: str, module: str | None = None, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` with our error for an unknown id and the user's module imported first."""
+    import envs  # noqa: F401  (registers the built-ins)
+
+    import_env_module(module)
+    if env_id not in gym.registry:
+        raise UnknownEnvError(env_id)
+    # Text envs are checked by our own contract test; gymnasium's passive checker would warn on
+    # every Text observation, so it is off here.
+    return gym.make(env_id, disable_env_checker=True, **kwargs)

@@ -1,0 +1,23 @@
+"""Config of the learner: loss, optimiser, replay sampling and the publishing cadence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class LearnerConfig:
+    loss: str = "alphazero"  # name in the loss registry
+    lr: float = 3e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
+    warmup_steps: int = 20  # linear learning-rate warm-up
+    batch_size: int = 256  # decisions per learner step
+    value_weight: float = 1.0  # weight of the value loss beside the policy loss
+    grad_clip: float = 1.0  # max gradient norm
+    publish_every: str = "50steps"  # cadence of new policy versions: "<N>steps" or a period like "30s", "2h", "7d"
+    checkpoint_every: str = "50steps"  # cadence of checkpoints (same grammar)
+    min_replay_steps: int = 512  # decisions in the store before the first learner step
+    replay_window: int = 20000  # sample from the most recent decisions only
+    max_staleness: int = 0  # drop decisions played more than this many versions ago (0 = keep all)
+    prioritized: bool = False  # sample in proportion to the stored priorities
+    max_steps_per_episode_ratio: float = 4.0  # learner steps per new episode at most (keeps learner and actors in step)

@@ -1,0 +1,34 @@
+"""Configs of the policy model and of the engine that serves it (Hydra groups policy/, engine/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class PolicyConfig:
+    """The policy: a tiny Llama-layout model trained from scratch, or a local HF checkpoint."""
+
+    name: str = "tiny"  # a label for logs and checkpoints
+    path: Optional[str] = None  # local HF directory to load; None builds a fresh model from the sizes
+    hidden_size: int = 128  # width of the residual stream
+    num_layers: int = 4  # transformer blocks
+    num_heads: int = 4  # attention heads
+    num_kv_heads: int = 2  # key/value heads (grouped-query attention)
+    intermediate_size: int = 384  # SwiGLU inner width
+    max_seq_len: int = 256  # context length (RoPE positions)
+    rope_theta: float = 10000.0  # RoPE base
+    seed: int = 0  # initialisation seed of a fresh model
+
+
+@dataclass
+class EngineConfig:
+    """The inference core every actor, search and evaluator goes through."""
+
+    kind: str = "torch"  # "torch" (embedded, CPU or GPU) or "vllm" (GPU)
+    device: str = "cpu"  # torch device for the embedded engine
+    dtype: str = "float32"  # "float32" | "bfloat16" | "float16"
+    max_batch_size: int = 256  # sequences decoded together
+    compile: bool = False  # torch.compile / CUDA graphs for the decode step (GPU)
+    gpu_memory_utilization: float = 0.5  # vLLM only: fraction of GPU memory it may take
