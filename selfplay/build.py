@@ -1,0 +1,33 @@
+"""Builders that turn config sections into components, with user-facing errors.
+
+Commands (play, train, eval) call these so that a bad env id or a user module that fails to
+import is reported as one clear message rather than a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from omegaconf import OmegaConf
+
+from envs.protocol import Game
+from envs.registration import UnknownEnvError, make_env
+from selfplay.errors import UserError
+
+
+def build_env(env_cfg: Any, **overrides: Any) -> gym.Env:
+    kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True) if env_cfg.kwargs else {}
+    kwargs.update(overrides)
+    try:
+        return make_env(env_cfg.id, env_cfg.module, **kwargs)
+    except UnknownEnvError as err:
+        raise UserError(f"env.id: {err}") from None
+    except TypeError as err:  # a kwarg the env's constructor does not take
+        raise UserError(f"env.kwargs for {env_cfg.id}: {err}") from None
+
+
+def game_of(env: gym.Env) -> Game | None:
+    """The pure rules behind a two-player game env, or None for single-agent text tasks."""
+    game = getattr(env.unwrapped, "game", None)
+    return game if isinstance(game, Game) else None

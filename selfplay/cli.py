@@ -1,0 +1,129 @@
+"""The `selfplay` command: envs, play, train, eval, replay.
+
+`train`, `play` and `eval` are Hydra applications over ``conf/config.yaml`` (``key=value``
+overrides, ``--cfg job`` to print the composed config, ``--config-dir DIR`` to add a folder of the
+user's own YAML files, e.g. ``DIR/env/nim.yaml``). ``envs`` and ``replay`` take plain arguments.
+
+Environments registered by a user's module are found by importing that module first: name it in
+the config (``env.module=mypkg.nim``) or in ``SELFPLAY_ENV_MODULES`` (comma-separated), which every
+command honours.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from selfplay.errors import UserError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+USAGE = """usage: selfplay COMMAND [ARGS]
+
+commands:
+  envs                      registered environments, one line each
+  play  [key=value ...]     a person against a reference player (player=...) in the terminal
+  train [key=value ...]     long-running online training (Hydra config, conf/config.yaml)
+  eval  [key=value ...]     a checkpoint or run against an opponent (checkpoint=..., player=...)
+  replay RUN_DIR [...]      episodes of a run: list, play back, export (selfplay replay -h)
+
+Hydra options work after train/play/eval: --cfg job, --help, --config-dir DIR.
+"""
+
+
+def import_user_env_modules() -> None:
+    from envs.registration import import_env_module
+
+    for module in filter(None, os.environ.get("SELFPLAY_ENV_MODULES", "").split(",")):
+        import_env_module(module.strip())
+
+
+def run_hydra_command(command: str, task: Callable[[object], int | None], argv: Sequence[str]) -> int:
+    """Run ``task(cfg)`` as a Hydra application with ``argv`` as its command line."""
+    import hydra
+
+    from selfplay.config import register_configs
+
+    register_configs()
+    result: dict[str, int | None] = {}
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def _app(cfg) -> None:
+        try:
+            result["rc"] = task(cfg)
+        except UserError as err:
+            print(f"selfplay {command}: {err}", file=sys.stderr)
+            result["rc"] = 2
+
+    saved = sys.argv
+    sys.argv = [f"selfplay {command}", *argv]
+    try:
+        _app()
+    finally:
+        sys.argv = saved
+    return int(result.get("rc") or 0)
+
+
+def cmd_envs(argv: Sequence[str]) -> int:
+    from envs.registration import env_summary, import_env_module, selfplay_env_ids
+
+    import envs  # noqa: F401
+
+    args = list(argv)
+    while args and args[0] in ("--import", "-m"):
+        if len(args) < 2:
+            raise UserError("--import needs a module name")
+        import_env_module(args[1])
+        args = args[2:]
+    if args:
+        raise UserError(f"unexpected arguments {args}; usage: selfplay envs [--import MODULE]")
+    ids = selfplay_env_ids()
+    width = max(len(i) for i in ids)
+    for env_id in ids:
+        print(f"{env_id:<{width}}  {env_summary(env_id)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    try:
+        import_user_env_modules()
+        if command == "envs":
+            return cmd_envs(rest)
+        if command == "play":
+            from selfplay.play import play_main
+
+            return run_hydra_command("play", play_main, rest)
+        if command == "train":
+            from selfplay.train import train_main
+
+            return run_hydra_command("train", train_main, rest)
+        if command == "eval":
+            from selfplay.evaluate import eval_main
+
+            return run_hydra_command("eval", eval_main, rest)
+        if command == "replay":
+            from selfplay.replay.cli import replay_main
+
+            return replay_main(rest)
+    except (UserError, ImportError) as err:
+        print(f"selfplay {command}: {err}", file=sys.stderr)
+        return 2
+    print(f"selfplay: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
