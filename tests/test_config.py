@@ -1,0 +1,66 @@
+"""Every YAML under conf/ composes against the typed schema; mistakes are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from selfplay.config import SelfplayConfig, register_configs
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+GROUP_FILES = sorted(p for p in CONF.rglob("*.yaml") if p.parent != CONF)
+
+
+def _compose(overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def test_root_config_composes_to_the_schema():
+    cfg = _compose([])
+    typed = OmegaConf.to_object(cfg)
+    assert isinstance(typed, SelfplayConfig)
+    assert typed.env.id == "selfplay/TicTacToe-v0"
+
+
+def test_conf_has_every_group_and_is_searched_recursively():
+    groups = {p.relative_to(CONF).parts[0] for p in GROUP_FILES}
+    assert {"env", "policy", "engine", "search", "learner", "run"} <= groups
+    # the recursive glob must see nested folders too, should a group grow sub-folders
+    assert all(p.suffix == ".yaml" for p in GROUP_FILES) and len(GROUP_FILES) >= 8
+
+
+@pytest.mark.parametrize("path", GROUP_FILES, ids=lambda p: str(p.relative_to(CONF)))
+def test_every_group_yaml_composes(path: Path):
+    rel = path.relative_to(CONF).with_suffix("")
+    group, name = "/".join(rel.parts[:-1]), rel.parts[-1]
+    cfg = _compose([f"{group}={name}"])
+    OmegaConf.to_object(cfg)  # raises on a value of the wrong type
+
+
+def test_mistyped_key_is_an_error():
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        _compose(["learner.lrr=0.1"])
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        _compose(["run.num_actors=many"])
+
+
+def test_group_yaml_with_unknown_key_is_rejected(tmp_path: Path):
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "typo.yaml").write_text("idd: selfplay/TicTacToe-v0\n")
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+            compose(
+                config_name="config",
+                overrides=[f"hydra.searchpath=[file://{tmp_path}]", "env=typo"],
+            )
