@@ -1,0 +1,19 @@
+"""Replay: the durable episode store (Parquet shards) and the sampler the learner draws from."""
+
+from selfplay.replay.actor import ReplayActor, remote_replay_actor
+from selfplay.replay.sampler import Batch, Decision, ReplaySampler, value_target
+from selfplay.replay.schema import SCHEMA, episodes_to_table, table_to_episodes
+from selfplay.replay.store import EpisodeStore
+
+__all__ = [
+    "SCHEMA",
+    "Batch",
+    "Decision",
+    "EpisodeStore",
+    "ReplayActor",
+    "ReplaySampler",
+    "episodes_to_table",
+    "remote_replay_actor",
+    "table_to_episodes",
+    "value_target",
+]

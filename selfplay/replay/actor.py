@@ -1,0 +1,121 @@
+"""The replay actor: one EpisodeStore plus one ReplaySampler behind a small interface.
+
+It is a plain class, so the single-process path and tests use it directly; a run wraps it in Ray
+with ``remote_replay_actor(...)`` (or ``ray.remote(ReplayActor)`` at the call site). Keeping Ray
+out of the class keeps ``import selfplay.replay`` light and the actor testable without a cluster.
+
+Order of work in ``add``: the episodes are made durable (a shard, fsynced) before the sampler sees
+them, so anything the learner trained on can be replayed after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from selfplay.replay.sampler import Batch, DecisionKey, ReplaySampler
+from selfplay.replay.store import EpisodeStore
+from selfplay.types import Episode
+
+
+class ReplayActor:
+    """Owns the run's episode store and the learner's sampler."""
+
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str],
+        window: int = 20000,
+        max_staleness: int = 0,
+        prioritized: bool = False,
+        *,
+        require_search: bool = True,
+        resume: bool = True,
+    ):
+        self.store = EpisodeStore(root_dir)
+        self.sampler = ReplaySampler(
+            window, max_staleness, prioritized, require_search=require_search
+        )
+        if resume:  # refill the window from what earlier runs left in the store
+            self.sampler.load_from_store(self.store)
+        # Running totals, so stats() never rescans the store.
+        self._steps = self.store.num_steps()
+        self._episodes = self.store.num_episodes()
+        self._shards = self.store.num_shards()
+        self._started = time.monotonic()
+        self._added_episodes = 0  # through this actor, for the rate
+
+    def add(self, episodes: Sequence[Episode]) -> int:
+        """Persist ``episodes`` as one shard and feed the sampler; returns steps in the store."""
+        episodes = list(episodes)
+        if not episodes:
+            return self._steps
+        self.store.append(episodes)
+        self.sampler.add(episodes)
+        self._steps += sum(ep.length for ep in episodes)
+        self._episodes += len(episodes)
+        self._shards += 1
+        self._added_episodes += len(episodes)
+        return self._steps
+
+    def sample(
+        self, batch_size: int, seed: int | None = None, current_version: int | None = None
+    ) -> Batch:
+        """A batch for the learner (see ReplaySampler.sample); ``seed`` makes it reproducible."""
+        return self.sampler.sample(batch_size, np.random.default_rng(seed), current_version)
+
+    def update_priorities(self, keys: Iterable[DecisionKey], priorities: Iterable[float]) -> int:
+        return self.sampler.update_priorities(keys, priorities)
+
+    def num_decisions(self, current_version: int | None = None) -> int:
+        """Decisions a draw at ``current_version`` could return (the learner waits on this)."""
+        return self.sampler.num_eligible(current_version)
+
+    def stats(self) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return {
+            "episodes": self._episodes,
+            "steps": self._steps,
+            "shards": self._shards,
+            "episodes_per_s": self._added_episodes / elapsed,
+            "decisions_in_window": len(self.sampler),
+            "window": self.sampler.window,
+        }
+
+
+def remote_replay_actor(
+    root_dir: str | os.PathLike[str],
+    window: int = 20000,
+    max_staleness: int = 0,
+    prioritized: bool = False,
+    *,
+    require_search: bool = True,
+    resume: bool = True,
+    name: str | None = None,
+    num_cpus: float = 0,
+):
+    """Start a ReplayActor as a Ray actor (Ray must be initialised); returns its handle.
+
+    ``num_cpus=0`` by default: the actor mostly waits on disk, and on a 2-core laptop a whole
+    core reserved for it would starve the rollout actors.
+    """
+    import ray  # here, not at module top: the plain path must not pay for importing Ray
+
+    options: dict[str, Any] = {"num_cpus": num_cpus}
+    if name is not None:
+        options["name"] = name
+    return (
+        ray.remote(ReplayActor)
+        .options(**options)
+        .remote(
+            str(root_dir),
+            window,
+            max_staleness,
+            prioritized,
+            require_search=require_search,
+            resume=resume,
+        )
+    )

@@ -1,0 +1,259 @@
+"""The replay sampler: the decisions the learner trains on, drawn from a recency window.
+
+An in-memory ring holds the most recent ``window`` decisions (fed by ``add(episodes)`` as actors
+finish them, or rebuilt from the store on resume), so a learner step never rereads Parquet. A draw
+applies, in order:
+
+1. the window: only the ring's decisions (older ones have been overwritten);
+2. staleness: with ``max_staleness > 0``, decisions played by a policy more than ``max_staleness``
+   versions before ``current_version`` are skipped (still in the ring; they just don't count);
+3. priorities: with ``prioritized``, draws are in proportion to each decision's priority
+   (initially ``|value_target - root_value| + priority_eps``: decisions whose search value was far
+   from the result teach most; the learner may overwrite them with ``update_priorities``);
+   otherwise uniform. Draws are with replacement, as in AlphaZero.
+
+By default only decisions with search statistics enter the ring (the AlphaZero loss needs visit
+targets); ``require_search=False`` keeps every decision for the policy-gradient style losses.
+Nothing here imports torch: a Batch is lists and numpy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from selfplay.replay.store import EpisodeStore
+from selfplay.types import Episode
+
+DecisionKey = tuple[str, int]  # (episode_id, step_index)
+
+
+def value_target(outcome: float, player: int) -> float:
+    """The episode's result from the view of ``player``.
+
+    Games store ``outcome`` for player 0 and are two-player zero-sum, so player 1 sees its
+    negation. Single-agent tasks have player 0 only, and their outcome is the final reward.
+    """
+    return outcome if player % 2 == 0 else -outcome
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One sampleable decision, in the form the learner needs (built once, when added)."""
+
+    key: DecisionKey
+    observation: str
+    actions: list[str]  # search candidates; without search: the legal actions, or []
+    target: np.ndarray  # [len(actions)] float32 visit distribution; [] without search
+    value_target: float
+    policy_version: int
+    action: str  # the action actually played
+    player: int
+    root_value: float  # nan without search
+
+
+@dataclass
+class Batch:
+    """``batch_size`` decisions for one learner step. Lists are per decision; arrays are [B]."""
+
+    observations: list[str]
+    actions: list[list[str]]  # candidate action texts per decision (games: the search actions)
+    target_visits: list[np.ndarray]  # [A_i] float32 each, sums to 1 (empty without search)
+    value_targets: np.ndarray  # [B] float32, outcome from the view of the player to move
+    policy_versions: np.ndarray  # [B] int64, version that played each decision
+    chosen: list[str]  # the action played at each decision
+    players: np.ndarray  # [B] int32
+    root_values: np.ndarray  # [B] float32 search value (nan without search)
+    keys: list[DecisionKey]  # (episode_id, step_index), for update_priorities
+    probs: np.ndarray  # [B] float64 probability each decision had of being drawn (for IS weights)
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+
+def decisions_of(episode: Episode, require_search: bool = True) -> list[Decision]:
+    """The sampleable decisions of one episode, in step order."""
+    out = []
+    for i, step in enumerate(episode.steps):
+        s = step.search
+        if s is None and require_search:
+            continue
+        if s is not None:
+            actions = list(s.actions)
+            target = np.asarray(s.visit_distribution, dtype=np.float32)
+            root_value = float(s.root_value)
+        else:
+            actions = list(step.legal_actions or [])
+            target = np.zeros(0, dtype=np.float32)
+            root_value = float("nan")
+        out.append(
+            Decision(
+                key=(episode.episode_id, i),
+                observation=step.observation,
+                actions=actions,
+                target=target,
+                value_target=value_target(episode.outcome, step.player),
+                policy_version=episode.policy_version,
+                action=step.action,
+                player=step.player,
+                root_value=root_value,
+            )
+        )
+    return out
+
+
+class ReplaySampler:
+    """Recency window + staleness filter + optional priorities over the latest decisions."""
+
+    def __init__(
+        self,
+        window: int = 20000,
+        max_staleness: int = 0,
+        prioritized: bool = False,
+        *,
+        priority_eps: float = 1e-2,
+        require_search: bool = True,
+    ):
+        if window <= 0:
+            raise ValueError(f"replay window must be positive, got {window}")
+        if max_staleness < 0:
+            raise ValueError(f"max_staleness must be >= 0 (0 keeps all), got {max_staleness}")
+        if priority_eps < 0:
+            raise ValueError(f"priority_eps must be >= 0, got {priority_eps}")
+        self.window = window
+        self.max_staleness = max_staleness
+        self.prioritized = prioritized
+        self.priority_eps = priority_eps
+        self.require_search = require_search
+        # The ring: slot arrays of fixed size; _head is the next slot to (over)write.
+        self._items: list[Decision | None] = [None] * window
+        self._versions = np.zeros(window, dtype=np.int64)
+        self._priorities = np.zeros(window, dtype=np.float64)
+        self._slot_of: dict[DecisionKey, int] = {}
+        self._head = 0
+        self._size = 0
+        self.total_added = 0  # decisions ever added (the ring keeps the last ``window``)
+
+    # ---- feeding
+
+    def add(self, episodes: Iterable[Episode]) -> int:
+        """Add the decisions of finished episodes; returns how many entered the ring."""
+        n = 0
+        for ep in episodes:
+            for d in decisions_of(ep, self.require_search):
+                self._put(d)
+                n += 1
+        return n
+
+    def _put(self, d: Decision) -> None:
+        slot = self._head
+        old = self._items[slot]
+        if old is not None and self._slot_of.get(old.key) == slot:
+            del self._slot_of[old.key]
+        self._items[slot] = d
+        self._versions[slot] = d.policy_version
+        self._priorities[slot] = self._initial_priority(d)
+        self._slot_of[d.key] = slot
+        self._head = (slot + 1) % self.window
+        self._size = min(self._size + 1, self.window)
+        self.total_added += 1
+
+    def _initial_priority(self, d: Decision) -> float:
+        err = abs(d.value_target - d.root_value)
+        return (0.0 if np.isnan(err) else err) + self.priority_eps
+
+    def load_from_store(self, store: EpisodeStore) -> int:
+        """Refill the ring from the newest shards of ``store`` (on resume); returns decisions added.
+
+        Reads shards newest first until the window is full, then adds them oldest first so the
+        ring's order matches the order the decisions were played in.
+        """
+        chunks: list[list[Decision]] = []
+        count = 0
+        for path in reversed(store.shard_paths()):
+            ds = [
+                d
+                for ep in store.episodes(shards=[path])
+                for d in decisions_of(ep, self.require_search)
+            ]
+            chunks.append(ds)
+            count += len(ds)
+            if count >= self.window:
+                break
+        flat = [d for chunk in reversed(chunks) for d in chunk][-self.window :]
+        for d in flat:
+            self._put(d)
+        return len(flat)
+
+    # ---- drawing
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _eligible(self, current_version: int | None) -> np.ndarray:
+        slots = np.arange(self._size)  # the ring's filled slots (any order: draws are random)
+        if self.max_staleness > 0 and current_version is not None:
+            oldest = current_version - self.max_staleness
+            slots = slots[self._versions[: self._size] >= oldest]
+        return slots
+
+    def num_eligible(self, current_version: int | None = None) -> int:
+        """Decisions a draw at ``current_version`` could return."""
+        return int(self._eligible(current_version).size)
+
+    def sample(
+        self,
+        batch_size: int,
+        rng: np.random.Generator | int | None = None,
+        current_version: int | None = None,
+    ) -> Batch:
+        """Draw ``batch_size`` decisions (with replacement) for a learner at ``current_version``."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        rng = np.random.default_rng(rng)
+        slots = self._eligible(current_version)
+        if slots.size == 0:
+            raise ValueError(
+                f"no decisions to sample: {self._size} in the replay window, none within "
+                f"max_staleness={self.max_staleness} of policy version {current_version}"
+                if self._size
+                else "no decisions to sample: the replay window is empty"
+            )
+        probs = np.full(slots.size, 1.0 / slots.size)
+        if self.prioritized:
+            p = self._priorities[slots]
+            total = p.sum()
+            if total > 0:  # all-zero priorities fall back to uniform rather than fail
+                probs = p / total
+        picks = rng.choice(slots.size, size=batch_size, replace=True, p=probs)
+        items = [self._items[s] for s in slots[picks]]
+        return Batch(
+            observations=[d.observation for d in items],
+            actions=[d.actions for d in items],
+            target_visits=[d.target for d in items],
+            value_targets=np.array([d.value_target for d in items], dtype=np.float32),
+            policy_versions=np.array([d.policy_version for d in items], dtype=np.int64),
+            chosen=[d.action for d in items],
+            players=np.array([d.player for d in items], dtype=np.int32),
+            root_values=np.array([d.root_value for d in items], dtype=np.float32),
+            keys=[d.key for d in items],
+            probs=probs[picks],
+        )
+
+    def update_priorities(self, keys: Iterable[DecisionKey], priorities: Iterable[float]) -> int:
+        """Set the priorities of decisions still in the ring; returns how many were found.
+
+        Priorities live in memory only (they are the learner's running state, not data), and are
+        recomputed from the search values after a resume.
+        """
+        found = 0
+        for key, p in zip(keys, priorities, strict=True):
+            if p < 0 or not np.isfinite(p):
+                raise ValueError(f"priority of decision {key} must be finite and >= 0, got {p}")
+            slot = self._slot_of.get(tuple(key))
+            if slot is not None:
+                self._priorities[slot] = p
+                found += 1
+        return found

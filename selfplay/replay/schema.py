@@ -1,0 +1,193 @@
+"""The Arrow schema of the episode store, and the Episode <-> table conversion.
+
+One row per Step, with the Episode's fields repeated on every row. A flat table is what pandas,
+Ray Data and DuckDB read best (``df[df.policy_version == 7]`` needs no unnesting), and the repeated
+episode fields compress to almost nothing in Parquet (dictionary + run-length encoding).
+
+Rules the conversion keeps, so that ``table_to_episodes(episodes_to_table(eps)) == eps``:
+
+- ``search`` None <=> every ``search_*`` column, ``root_value`` and ``simulations`` are null;
+- ``legal_actions`` None <=> the column is null (an empty list stays an empty list);
+- ``info`` is a JSON object string (key order kept);
+- visits, priors and q-values are float32 (they are what the learner trains on, in float32 anyway):
+  counts and float32-representable values round-trip exactly, others to float32 precision;
+- an Episode must have at least one step (a step-less episode has no row to carry it, and nothing
+  to learn from), and its rows stay together and in step order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from selfplay.types import Episode, SearchStats, Step
+
+_STR_LIST = pa.list_(pa.string())
+_F32_LIST = pa.list_(pa.float32())
+
+SCHEMA = pa.schema(
+    [
+        # --- the episode, repeated on each of its rows
+        pa.field("episode_id", pa.string(), nullable=False),
+        pa.field("env_id", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("policy_version", pa.int64(), nullable=False),
+        pa.field("outcome", pa.float64(), nullable=False),  # games: player 0's; tasks: reward
+        pa.field("started_at", pa.float64(), nullable=False),  # unix seconds
+        pa.field("finished_at", pa.float64(), nullable=False),
+        pa.field("actor", pa.string(), nullable=False),
+        # --- the step
+        pa.field("step_index", pa.int32(), nullable=False),  # 0 .. num_steps-1
+        pa.field("num_steps", pa.int32(), nullable=False),  # a reader checks episodes whole
+        pa.field("observation", pa.string(), nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("player", pa.int32(), nullable=False),
+        pa.field("reward", pa.float64(), nullable=False),
+        pa.field("legal_actions", _STR_LIST),  # null: the env exposes none (not a game)
+        # --- the search behind the decision; all null when the action was sampled without search
+        pa.field("search_actions", _STR_LIST),
+        pa.field("search_visits", _F32_LIST),
+        pa.field("search_priors", _F32_LIST),
+        pa.field("search_q", _F32_LIST),
+        pa.field("root_value", pa.float64()),
+        pa.field("simulations", pa.int32()),
+        # --- free-form episode info, as a JSON object
+        pa.field("info", pa.string(), nullable=False),
+    ]
+)
+
+COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
+
+
+def _episode_columns(ep: Episode) -> dict[str, list]:
+    """The columns of one episode's rows, as Python lists in SCHEMA order."""
+    if not ep.steps:
+        raise ValueError(
+            f"episode {ep.episode_id!r} (env {ep.env_id!r}) has no steps; "
+            "the episode store keeps one row per step, so it cannot hold it"
+        )
+    n = len(ep.steps)
+    searches = [step.search for step in ep.steps]
+    for i, s in enumerate(searches):
+        # Misaligned statistics would silently train on the wrong targets; refuse them here.
+        if s is not None and not (
+            len(s.actions) == len(s.visits) == len(s.priors) == len(s.q_values)
+        ):
+            raise ValueError(
+                f"episode {ep.episode_id!r} step {i}: search statistics are misaligned "
+                f"(actions {len(s.actions)}, visits {len(s.visits)}, priors {len(s.priors)}, "
+                f"q_values {len(s.q_values)})"
+            )
+    return {
+        "episode_id": [ep.episode_id] * n,
+        "env_id": [ep.env_id] * n,
+        "seed": [ep.seed] * n,
+        "policy_version": [ep.policy_version] * n,
+        "outcome": [ep.outcome] * n,
+        "started_at": [ep.started_at] * n,
+        "finished_at": [ep.finished_at] * n,
+        "actor": [ep.actor] * n,
+        "step_index": list(range(n)),
+        "num_steps": [n] * n,
+        "observation": [st.observation for st in ep.steps],
+        "action": [st.action for st in ep.steps],
+        "player": [st.player for st in ep.steps],
+        "reward": [st.reward for st in ep.steps],
+        "legal_actions": [st.legal_actions for st in ep.steps],
+        "search_actions": [None if s is None else s.actions for s in searches],
+        "search_visits": [None if s is None else s.visits for s in searches],
+        "search_priors": [None if s is None else s.priors for s in searches],
+        "search_q": [None if s is None else s.q_values for s in searches],
+        "root_value": [None if s is None else s.root_value for s in searches],
+        "simulations": [None if s is None else s.simulations for s in searches],
+        "info": [json.dumps(ep.info, ensure_ascii=False)] * n,
+    }
+
+
+def episodes_to_table(episodes: Sequence[Episode]) -> pa.Table:
+    """Flatten episodes into one table of SCHEMA (one row per step, episodes in the given order)."""
+    cols: dict[str, list] = {name: [] for name in COLUMNS}
+    for ep in episodes:
+        for name, values in _episode_columns(ep).items():
+            cols[name].extend(values)
+    try:
+        return pa.Table.from_pydict(cols, schema=SCHEMA)
+    except (pa.ArrowException, TypeError, ValueError) as err:
+        # Arrow's message names neither the episode nor the field; find the culprit and say so.
+        for ep in episodes:
+            try:
+                pa.Table.from_pydict(_episode_columns(ep), schema=SCHEMA)
+            except (pa.ArrowException, TypeError, ValueError) as inner:
+                raise ValueError(
+                    f"episode {ep.episode_id!r} (env {ep.env_id!r}) does not fit the episode "
+                    f"schema: {inner}"
+                ) from err
+        raise
+
+
+def table_to_episodes(table: pa.Table) -> list[Episode]:
+    """Rebuild the episodes of a table of SCHEMA (all columns), in row order.
+
+    Raises ValueError when an episode's rows are incomplete (fewer rows than ``num_steps``, or
+    step indices out of order): a reader must never hand out a truncated episode.
+    """
+    missing = [c for c in COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"table_to_episodes needs every column of the schema; missing {missing}")
+    d = table.select(list(COLUMNS)).to_pydict()
+    episodes: list[Episode] = []
+    n_rows = table.num_rows
+    i = 0
+    while i < n_rows:
+        ep_id, n = d["episode_id"][i], d["num_steps"][i]
+        end = i + n
+        ok = (
+            end <= n_rows
+            and d["episode_id"][end - 1] == ep_id
+            and d["step_index"][i:end] == list(range(n))
+        )
+        if not ok:
+            raise ValueError(
+                f"episode {ep_id!r} is incomplete or out of order in the table: num_steps={n}, "
+                f"found step indices {d['step_index'][i:end]}"
+            )
+        steps = []
+        for r in range(i, end):
+            search = None
+            if d["search_actions"][r] is not None:
+                search = SearchStats(
+                    actions=d["search_actions"][r],
+                    visits=d["search_visits"][r],
+                    priors=d["search_priors"][r],
+                    q_values=d["search_q"][r],
+                    root_value=d["root_value"][r],
+                    simulations=d["simulations"][r],
+                )
+            steps.append(
+                Step(
+                    observation=d["observation"][r],
+                    action=d["action"][r],
+                    player=d["player"][r],
+                    reward=d["reward"][r],
+                    search=search,
+                    legal_actions=d["legal_actions"][r],
+                )
+            )
+        episodes.append(
+            Episode(
+                episode_id=ep_id,
+                env_id=d["env_id"][i],
+                seed=d["seed"][i],
+                policy_version=d["policy_version"][i],
+                steps=steps,
+                outcome=d["outcome"][i],
+                started_at=d["started_at"][i],
+                finished_at=d["finished_at"][i],
+                actor=d["actor"][i],
+                info=json.loads(d["info"][i]),
+            )
+        )
+        i = end
+    return episodes
