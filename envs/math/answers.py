@@ -1,0 +1,428 @@
+"""Math answer equivalence under our own time limit: ``answers_match`` and ``extract_answer``.
+
+A policy's answer is untrusted input. ``math-verify`` (sympy underneath) decides equivalence of
+LaTeX and plain expressions well, but some inputs make sympy run for ever (``9^{9^{9^9}}``,
+``9!!!!!``) and its own timeout uses ``signal.alarm`` (main thread only). So its timeouts are off
+(``parsing_timeout=None``, ``timeout_seconds=None``) and every parse+verify runs in a small pool of
+persistent worker processes (``_verify_worker.py``, a plain script: no ``__main__`` re-import, no
+process-global multiprocessing settings); a worker that runs past the limit is killed and replaced
+in the background, and the call returns False. Any thread may call.
+
+How a pair is decided, cheapest first:
+
+1. both sides go through ``extract_answer`` (a full solution text is reduced to its final answer;
+   a bare answer is kept as it is) and a light normalisation (``$``, spaces, ``\\!``, thousands
+   separators ``1,000``, a trailing ``.``, a leading ``x =``, a trailing percent sign);
+2. equal normalised strings, or equal plain numbers (integers, decimals, ``a/b``) -> True in-process;
+   two different plain integers -> False in-process (no worker needed: GSM8K answers are fast);
+3. guards: over ``MAX_ANSWER_CHARS`` characters or bracket nesting deeper than ``MAX_NESTING``
+   -> the in-process fallback only (never handed to sympy);
+4. otherwise math-verify in a worker, reference as gold: ``verify(parse(\\boxed{ref}),
+   parse(\\boxed{cand}))``; True if it says so or if the fallback says so.
+
+The fallback is exact comparison of the normalised strings plus numeric comparison of plain numbers
+(exact for integers and fractions; within 1e-6 relative when a decimal is involved, like
+math-verify's rounding).
+
+Percent: a trailing ``%`` / ``\\%`` is dropped, so ``50%`` equals ``50`` and does NOT equal ``0.5``.
+Benchmarks write "what percent ..." answers as the number of percent (GSM8K ``#### 50``); reading
+``50%`` as ``0.5`` would reward ``0.5`` for such a question. math-verify itself is inconsistent
+here (it reads ``50%`` as 1/2 in plain text but cannot parse it in LaTeX), so we normalise first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from typing import Iterable, Sequence
+
+MAX_ANSWER_CHARS = 10_000  # longer (after extraction) -> exact string comparison only
+MAX_NESTING = 64  # deeper bracket nesting -> exact string comparison only
+WORKER_WAIT_S = 30.0  # at most this long to wait for a free (or starting) worker
+_MAX_NUMBER_DIGITS = 200  # plain-number fallback ignores longer numbers (no giant int parsing)
+
+log = logging.getLogger(__name__)
+
+# -------------------------------------------------------------------------------------------------
+# Extraction
+
+
+def _last_boxed(text: str) -> str | None:
+    """Contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    while start != -1:
+        i = start + (6 if text.startswith("\\boxed", start) else 5)
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            depth = 0
+            for j in range(i, len(text)):
+                ch = text[j]
+                if ch == "{":
+                    depth += 1
+                elif ch == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return text[i + 1 : j].strip()
+            # unbalanced: look at an earlier \boxed
+        start = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start))
+    return None
+
+
+_ANSWER_LINE = re.compile(r"(?i)(?:final answer|answer)(?:\s+is)?\s*[:=]?\s*(?:is\s+)?(.*\S)")
+_ANSWER_ANCHOR = re.compile(r"(?i)\banswer\b\s*(?:is\b|:)")
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer in a solution text, or None.
+
+    In order: the last ``\\boxed{...}`` (balanced braces); else a GSM8K ``#### answer``; else the
+    last line saying "answer is X" / "Answer: X" (the text after it, trailing period dropped).
+    """
+    if not isinstance(text, str):
+        return None
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return boxed
+    k = text.rfind("####")
+    if k != -1:
+        rest = text[k + 4 :].strip()
+        if rest:
+            return rest.splitlines()[0].strip()
+    for line in reversed(text.splitlines()):
+        anchor = _ANSWER_ANCHOR.search(line)
+        if anchor is None:
+            continue
+        value = line[anchor.end() :].strip().strip("*").strip()
+        value = value.rstrip(".").strip()
+        if value:
+            return value
+    return None
+
+
+# -------------------------------------------------------------------------------------------------
+# Normalisation and the in-process fallback
+
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_NUMBER = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?$")
+_FRACTION = re.compile(r"^([+-]?\d+)/(\d+)$")
+_LATEX_FRACTION = re.compile(r"^([+-]?)\\[dt]?frac\{(\d+)\}\{(\d+)\}$")
+_LEADING_VAR = re.compile(r"^[a-zA-Z]\s*=\s*(?=[^=])")
+_TEXT_WRAP = re.compile(r"^\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}$")
+
+
+def normalize_answer(answer: str) -> str:
+    """A light, cheap normalisation (linear time) used before every comparison."""
+    s = answer.strip()
+    if len(s) > 2 and s.startswith("$") and s.endswith("$"):
+        s = s.strip("$").strip()
+    for prefix in ("\\(", "\\["):
+        if s.startswith(prefix) and s.endswith("\\)" if prefix == "\\(" else "\\]"):
+            s = s[2:-2].strip()
+    s = s.replace("\\!", "").replace("\\,", "").replace("\\ ", "").replace("\\left", "")
+    s = s.replace("\\right", "").replace("\\displaystyle", "")
+    s = " ".join(s.split())
+    while s.endswith("."):
+        s = s[:-1].rstrip()
+    m = _TEXT_WRAP.match(s)
+    if m:
+        s = m.group(1).strip()
+    s = _LEADING_VAR.sub("", s, count=1)
+    if s.endswith("\\%"):
+        s = s[:-2].rstrip()
+    elif s.endswith("%"):
+        s = s[:-1].rstrip()
+    s = s.replace("^\\circ", "").replace("^{\\circ}", "")
+    if _THOUSANDS.match(s.replace(" ", "")):
+        s = s.replace(",", "")
+    if s.startswith("+") and len(s) > 1:
+        s = s[1:]
+    if "\\" not in s:  # spaces matter between LaTeX commands ("\\pi r"), nowhere else
+        s = s.replace(" ", "")
+    return s
+
+
+def _plain_number(s: str) -> tuple[Fraction, bool] | None:
+    """(value, is_exact) for an integer, a decimal or a fraction ``a/b``; None otherwise."""
+    if len(s) > _MAX_NUMBER_DIGITS:
+        return None
+    m = _NUMBER.match(s)
+    if m and (m.group(2) or m.group(3)):
+        sign, whole, frac = m.groups()
+        value = Fraction(int(whole or "0")) + (
+            Fraction(int(frac), 10 ** len(frac)) if frac else 0
+        )
+        return (-value if sign == "-" else value), frac is None
+    m = _FRACTION.match(s)
+    if m and int(m.group(2)) != 0:
+        return Fraction(int(m.group(1)), int(m.group(2))), True
+    m = _LATEX_FRACTION.match(s)
+    if m and int(m.group(3)) != 0:
+        value = Fraction(int(m.group(2)), int(m.group(3)))
+        return (-value if m.group(1) == "-" else value), True
+    return None
+
+
+def _fallback_match(candidate: str, reference: str) -> bool:
+    """Exact normalised strings, or equal plain numbers (decimals within 1e-6 relative)."""
+    if candidate == reference and candidate != "":
+        return True
+    a, b = _plain_number(candidate), _plain_number(reference)
+    if a is None or b is None:
+        return False
+    if a[0] == b[0]:
+        return True
+    if a[1] and b[1]:
+        return False
+    return abs(a[0] - b[0]) <= Fraction(1, 10**6) * max(1, abs(b[0]))
+
+
+def _max_nesting(s: str) -> int:
+    depth = best = 0
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+            if depth > best:
+                best = depth
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+    return best
+
+
+def _is_integer(s: str) -> bool:
+    return bool(s) and len(s) <= _MAX_NUMBER_DIGITS and s.lstrip("-").isdigit()
+
+
+# -------------------------------------------------------------------------------------------------
+# The worker pool
+
+_WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_verify_worker.py")
+
+
+class _Worker:
+    """One ``_verify_worker.py`` process, spoken to in JSON lines over its stdin/stdout."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-s", _WORKER_SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+        )
+        self._buf = b""
+
+    def read(self, timeout_s: float) -> object:
+        """The next JSON line, or raise TimeoutError / EOFError."""
+        deadline = time.monotonic() + timeout_s
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise EOFError
+                self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def ask(self, candidate: str, reference: str, timeout_s: float) -> object:
+        self.proc.stdin.write(json.dumps([candidate, reference]).encode() + b"\n")
+        self.proc.stdin.flush()
+        return self.read(timeout_s)
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        # reap in the background: the caller must not wait for the kernel
+        threading.Thread(target=self.proc.wait, daemon=True).start()
+
+
+class VerifierPool:
+    """A few persistent math-verify worker processes, shared by every thread of this process.
+
+    A worker that runs past a job's limit is killed and a replacement starts at once in the
+    background. A worker that fails to start makes the waiting calls give up (they use the
+    fallback) instead of retrying in a loop.
+    """
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = size or max(1, min(4, os.cpu_count() or 1))
+        self._idle: list[_Worker] = []
+        self._count = 0  # workers alive: idle, busy or starting
+        self._failures = 0  # failed starts since the last good one
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def _start_one(self) -> None:
+        """Start a worker in the background (``_count`` already includes it)."""
+
+        def start() -> None:
+            worker = None
+            try:
+                worker = _Worker()
+                ok = worker.read(WORKER_WAIT_S) == "ready"
+            except Exception as err:  # noqa: BLE001
+                log.warning("math-verify worker failed to start: %r", err)
+                ok = False
+            with self._cond:
+                if ok and not self._closed:
+                    self._idle.append(worker)
+                    self._failures = 0
+                else:
+                    self._count -= 1
+                    self._failures += not ok
+                    if worker is not None:
+                        worker.kill()
+                self._cond.notify_all()
+
+        threading.Thread(target=start, daemon=True, name="math-verify-start").start()
+
+    def _acquire(self, wait_s: float) -> _Worker | None:
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            failures = self._failures
+            while not self._closed:
+                if self._idle:
+                    return self._idle.pop()
+                if self._failures > failures or self._failures >= 3 and self._count == 0:
+                    return None  # workers cannot start here: the caller falls back
+                if self._count < self.size:
+                    self._count += 1
+                    self._start_one()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+        return None
+
+    def _release(self, worker: _Worker) -> None:
+        with self._cond:
+            if self._closed:
+                worker.kill()
+                self._count -= 1
+            else:
+                self._idle.append(worker)
+            self._cond.notify_all()
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._cond:
+            if self._closed:
+                self._count -= 1
+            else:  # replace it now, so the next call finds a warm worker
+                self._start_one()
+            self._cond.notify_all()
+
+    def warm_up(self, wait_s: float = WORKER_WAIT_S) -> bool:
+        """Start every worker and wait until they are ready (tests and benchmarks call this)."""
+        workers = [w for w in (self._acquire(wait_s) for _ in range(self.size)) if w is not None]
+        for w in workers:
+            self._release(w)
+        return len(workers) == self.size
+
+    def verify(self, candidate: str, reference: str, timeout_s: float) -> bool | None:
+        """math-verify's verdict, or None when it failed, timed out or no worker was available."""
+        worker = self._acquire(WORKER_WAIT_S)
+        if worker is None:
+            return None
+        try:
+            result = worker.ask(candidate, reference, max(0.0, timeout_s))
+        except (TimeoutError, EOFError, OSError, ValueError):
+            self._discard(worker)  # past the limit (or dead): kill it, start a fresh one
+            return None
+        self._release(worker)
+        return result if isinstance(result, bool) else None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+            self._cond.notify_all()
+        for w in idle:
+            w.kill()
+
+
+_pool: VerifierPool | None = None
+_pool_pid = -1
+_pool_lock = threading.Lock()
+
+
+def get_pool() -> VerifierPool:
+    """The process-wide pool (a forked child gets its own)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = VerifierPool()
+            _pool_pid = os.getpid()
+        return _pool
+
+
+@atexit.register
+def _close_pool() -> None:
+    if _pool is not None and _pool_pid == os.getpid():
+        _pool.close()
+
+
+# -------------------------------------------------------------------------------------------------
+# The public functions
+
+
+def _prepare(text: object) -> str | None:
+    if not isinstance(text, str):
+        return None
+    extracted = extract_answer(text)
+    return normalize_answer(extracted if extracted is not None else text)
+
+
+def answers_match(candidate: str, reference: str, timeout_s: float = 2.0) -> bool:
+    """Whether ``candidate`` is mathematically the same answer as ``reference``.
+
+    Either may be a bare answer (``\\frac{1}{2}``, ``0.5``, ``\\{1,2\\}``, ``[0,1)``) or a full
+    solution text whose final answer ``extract_answer`` finds. Never raises on bad input (a
+    non-string is False) and never runs math-verify longer than ``timeout_s`` (the call may also
+    wait for a free worker when every worker is busy, and for the pool to start on first use).
+    """
+    c, r = _prepare(candidate), _prepare(reference)
+    if c is None or r is None or c == "" or r == "":
+        return False
+    if _fallback_match(c, r):
+        return True
+    if _is_integer(c) and _is_integer(r):
+        return False  # distinct integers: math-verify would say the same
+    if max(len(c), len(r)) > MAX_ANSWER_CHARS or max(_max_nesting(c), _max_nesting(r)) > MAX_NESTING:
+        return False  # too big to hand to sympy; the exact comparison above already failed
+    return bool(get_pool().verify(c, r, timeout_s))
+
+
+def answers_match_many(
+    pairs: Iterable[tuple[str, str]] | Sequence[tuple[str, str]], timeout_s: float = 2.0
+) -> list[bool]:
+    """``answers_match`` over many (candidate, reference) pairs, using every worker at once."""
+    pairs = list(pairs)
+    if not pairs:
+        return []
+    pool = get_pool()
+    with ThreadPoolExecutor(max_workers=pool.size, thread_name_prefix="math-verify") as ex:
+        return list(ex.map(lambda p: answers_match(p[0], p[1], timeout_s), pairs))
