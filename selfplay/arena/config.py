@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 
 @dataclass
@@ -13,3 +14,7 @@ class ArenaConfig:
     eval_games: int = 40  # games per evaluation against each reference player
     opponents: list[str] = field(default_factory=lambda: ["random", "perfect"])  # reference players
     search_simulations: int = 32  # simulations for the policy's search in arena games (0 = prior only)
+    max_moves: Optional[int] = None  # plies before a game is called a draw (None: rules only)
+    record_games: bool = False  # keep every arena game's moves in the match result (for replay)
+    elo_anchor: str = "random"  # the player fixed at 0 Elo on the run's ladder (elo.json)
+    elo_prior_games: float = 1.0  # virtual draws vs the anchor: unbeaten stays finite
