@@ -46,6 +46,7 @@ class RunConfig:
     seed: int = 0  # base seed of the run
     eval_every: str = "100steps"  # cadence of arena evaluation against the reference players
     progress: bool = True  # progress bar on the terminal
+    stop_when_unbeaten: Optional[str] = None  # stop early once the incumbent (with search) loses no eval game to this reference player
 
 
 @dataclass

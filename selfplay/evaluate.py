@@ -1,0 +1,38 @@
+"""`selfplay eval checkpoint=RUN_OR_CHECKPOINT player=OPPONENT games=N`: a match, both sides.
+
+The policy plays with search (``search.num_simulations``; ``search=none`` for its prior alone)
+against a reference player or another checkpoint; prints wins/draws/losses with a 95% interval.
+"""
+
+from __future__ import annotations
+
+import json
+
+from selfplay.arena.match import as_batch_player, play_match
+from selfplay.arena.players import policy_player_from_checkpoint
+from selfplay.build import build_env, game_of
+from selfplay.errors import UserError
+from selfplay.play import resolve_opponent
+
+
+def eval_main(cfg) -> int:
+    if not cfg.checkpoint:
+        raise UserError("checkpoint=: name a checkpoint directory or a run directory to evaluate")
+    if cfg.games < 1:
+        raise UserError(f"games={cfg.games}: must be >= 1")
+    game = game_of(build_env(cfg.env))
+    if game is None:
+        raise UserError(f"env.id={cfg.env.id}: eval plays two-player games")
+    sims = cfg.search.num_simulations if cfg.search.kind == "mcts" else 0
+    policy = policy_player_from_checkpoint(
+        cfg.checkpoint, game, engine_cfg=cfg.engine, search_cfg=cfg.search, num_simulations=sims
+    )
+    opponent_choose = resolve_opponent(cfg.player, game, cfg)
+    opponent = getattr(opponent_choose, "__self__", None) or opponent_choose
+    result = play_match(game, policy, as_batch_player(opponent), cfg.games, seed=cfg.run.seed)
+    low, high = result.confidence_interval()
+    print(f"{result.a} (search {sims} sims) vs {result.b}: W/D/L {result.wins}/{result.draws}/"
+          f"{result.losses} over {result.games} games, score {result.score:.3f} "
+          f"(95% CI {low:.3f}-{high:.3f})")
+    print(json.dumps(result.to_dict()))
+    return 0
