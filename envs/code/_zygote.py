@@ -235,7 +235,6 @@ def _child(job, jobdir, workdir, uid, gid):
         main.__file__ = job["filename"]
         main.__builtins__ = __builtins__
         sys.modules["__main__"] = main
-        code = compile(job["source"], job["filename"], "exec")
     except BaseException:
         try:
             os.write(2, ("sandbox setup failed:\n" + traceback.format_exc()).encode())
@@ -243,7 +242,7 @@ def _child(job, jobdir, workdir, uid, gid):
             os._exit(121)
     status = 0
     try:
-        exec(code, main.__dict__)
+        exec(compile(job["source"], job["filename"], "exec"), main.__dict__)
     except SystemExit as exc:
         code_ = exc.code
         if code_ is None:
