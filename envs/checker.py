@@ -1,0 +1,132 @@
+"""``check_text_env``: the text-environment contract, runnable on any env (ours or a user's).
+
+    from envs.checker import check_text_env
+    check_text_env(gymnasium.make("selfplay/TicTacToe-v0"))
+
+It complements gymnasium's ``check_env`` with what our loop relies on: string observations, float
+rewards, no crash on malformed actions, and same-seed determinism. Games (envs whose info carries
+"legal_actions") are also checked for the legal-move bookkeeping and the illegal-action rule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.protocol import IllegalActionError, IllegalActionMode
+
+GAME_MALFORMED: tuple[Any, ...] = ("garbage", None, "", "  99 ", "0", 3, b"1", "1 2")
+TEXT_MALFORMED: tuple[Any, ...] = ("garbage", "", "\x00\n\t" * 3, "x" * 10_000)
+
+
+class TextEnvContractError(AssertionError):
+    pass
+
+
+def _fail(name: str, what: str) -> None:
+    raise TextEnvContractError(f"{name}: {what}")
+
+
+def _env_name(env: gym.Env) -> str:
+    spec = getattr(env, "spec", None)
+    return spec.id if spec is not None else type(env.unwrapped).__name__
+
+
+def _check_reset(env: gym.Env, name: str, seed: int) -> dict[str, Any]:
+    out = env.reset(seed=seed)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        _fail(name, f"reset() must return (observation, info), got {type(out).__name__}")
+    obs, info = out
+    if not isinstance(obs, str):
+        _fail(name, f"reset() observation must be str, got {type(obs).__name__}")
+    if not isinstance(info, dict):
+        _fail(name, f"reset() info must be a dict, got {type(info).__name__}")
+    if "legal_actions" in info:
+        _check_game_info(name, info, "reset()")
+    return info
+
+
+def _check_game_info(name: str, info: dict[str, Any], where: str) -> None:
+    legal = info["legal_actions"]
+    if not (isinstance(legal, list) and all(isinstance(a, str) for a in legal)):
+        _fail(name, f"{where}: info['legal_actions'] must be a list of str, got {legal!r}")
+    if info.get("to_play") not in (0, 1):
+        _fail(name, f"{where}: info['to_play'] must be 0 or 1, got {info.get('to_play')!r}")
+    indices = info.get("legal_action_indices")
+    if indices is not None and len(indices) != len(legal):
+        _fail(name, f"{where}: legal_action_indices and legal_actions differ in length")
+
+
+def _check_step(env: gym.Env, name: str, action: Any) -> tuple[str, float, bool, bool, dict]:
+    out = env.step(action)
+    if not (isinstance(out, tuple) and len(out) == 5):
+        _fail(name, "step() must return (obs, reward, terminated, truncated, info)")
+    obs, reward, terminated, truncated, info = out
+    where = f"step({action!r:.40})"
+    if not isinstance(obs, str):
+        _fail(name, f"{where} observation must be str, got {type(obs).__name__}")
+    if isinstance(reward, (bool, np.bool_)) or not isinstance(
+        reward, (int, float, np.integer, np.floating)
+    ):
+        _fail(name, f"{where} reward must be a float, got {type(reward).__name__}")
+    if not math.isfinite(float(reward)):
+        _fail(name, f"{where} reward must be finite, got {reward!r}")
+    if not isinstance(terminated, (bool, np.bool_)) or not isinstance(truncated, (bool, np.bool_)):
+        _fail(name, f"{where} terminated/truncated must be bool")
+    if not isinstance(info, dict):
+        _fail(name, f"{where} info must be a dict")
+    if "legal_actions" in info:
+        _check_game_info(name, info, where)
+    return obs, float(reward), bool(terminated), bool(truncated), info
+
+
+def _trajectory(env: gym.Env, name: str, seed: int, max_steps: int) -> list[tuple]:
+    """Play from reset(seed): random legal moves in a game, a fixed answer text otherwise."""
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    record: list[tuple] = [(obs,)]
+    for _ in range(max_steps):
+        legal = info.get("legal_actions")
+        action = str(legal[rng.integers(len(legal))]) if legal else "42"
+        obs, reward, terminated, truncated, info = _check_step(env, name, action)
+        record.append((action, obs, reward, terminated, truncated))
+        if terminated or truncated:
+            break
+    return record
+
+
+def check_text_env(env: gym.Env, *, seed: int = 0, max_steps: int = 100) -> None:
+    """Raise ``TextEnvContractError`` naming the env and the broken rule; return None if it holds.
+
+    The env is reset several times; what it holds afterwards is unspecified.
+    """
+    name = _env_name(env)
+    info = _check_reset(env, name, seed)
+    is_game = "legal_actions" in info
+
+    first = _trajectory(env, name, seed, max_steps)
+    second = _trajectory(env, name, seed, max_steps)
+    if first != second:
+        step = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+        _fail(name, f"not deterministic: same seed and actions differ at step {step}")
+
+    mode = getattr(env.unwrapped, "illegal_action", IllegalActionMode.LOSE)
+    for bad in GAME_MALFORMED if is_game else TEXT_MALFORMED:
+        env.reset(seed=seed)
+        if is_game and mode == IllegalActionMode.RAISE:
+            try:
+                env.step(bad)
+            except IllegalActionError:
+                continue
+            _fail(name, f"step({bad!r}) with illegal_action='raise' must raise IllegalActionError")
+        try:
+            _, reward, terminated, _, step_info = _check_step(env, name, bad)
+        except TextEnvContractError:
+            raise
+        except Exception as err:  # noqa: BLE001  (any crash is the contract violation)
+            _fail(name, f"step({bad!r:.40}) raised {type(err).__name__}: {err}")
+        if is_game and not (terminated and reward == -1.0 and step_info.get("illegal_action")):
+            _fail(name, f"step({bad!r}) must end the game as a loss (-1) marked illegal_action")
