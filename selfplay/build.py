@@ -23,6 +23,8 @@ def build_env(env_cfg: Any, **overrides: Any) -> gym.Env:
         return make_env(env_cfg.id, env_cfg.module, **kwargs)
     except UnknownEnvError as err:
         raise UserError(f"env.id: {err}") from None
+    except ImportError as err:  # env.module, or the env's own entry point
+        raise UserError(str(err)) from None
     except TypeError as err:  # a kwarg the env's constructor does not take
         raise UserError(f"env.kwargs for {env_cfg.id}: {err}") from None
 

@@ -27,8 +27,7 @@ def eval_main(cfg) -> int:
     policy = policy_player_from_checkpoint(
         cfg.checkpoint, game, engine_cfg=cfg.engine, search_cfg=cfg.search, num_simulations=sims
     )
-    opponent_choose = resolve_opponent(cfg.player, game, cfg)
-    opponent = getattr(opponent_choose, "__self__", None) or opponent_choose
+    opponent = resolve_opponent(cfg.player, game, cfg)
     result = play_match(game, policy, as_batch_player(opponent), cfg.games, seed=cfg.run.seed)
     low, high = result.confidence_interval()
     print(f"{result.a} (search {sims} sims) vs {result.b}: W/D/L {result.wins}/{result.draws}/"

@@ -9,7 +9,7 @@ A malformed or illegal move is rejected with the legal moves shown; end of input
 from __future__ import annotations
 
 import sys
-from typing import Callable, TextIO
+from typing import TextIO
 
 import numpy as np
 
@@ -17,11 +17,9 @@ from envs.protocol import Game, legal_action_texts
 from selfplay.build import build_env, game_of
 from selfplay.errors import UserError
 
-Chooser = Callable[[Game, np.ndarray, np.random.Generator], int]
-
-
-def resolve_opponent(name: str, game: Game, cfg) -> Chooser:
-    """A reference player by name, or the policy saved in a checkpoint (or run) directory."""
+def resolve_opponent(name: str, game: Game, cfg):
+    """A reference player by name, or the policy saved in a checkpoint (or run) directory;
+    either has ``choose(game, state, rng) -> action``."""
     from pathlib import Path
 
     if Path(name).is_dir():
@@ -29,11 +27,11 @@ def resolve_opponent(name: str, game: Game, cfg) -> Chooser:
 
         return policy_player_from_checkpoint(
             name, game, engine_cfg=cfg.engine, search_cfg=cfg.search
-        ).choose
+        )
     from envs.games.players import make_player
 
     try:
-        return make_player(name, game).choose
+        return make_player(name, game)
     except ValueError as err:
         raise UserError(f"player={name}: {err}") from None
 
@@ -55,7 +53,7 @@ def read_move(game: Game, state: np.ndarray, stdin: TextIO, out: TextIO) -> int 
 
 
 def play_game(
-    game: Game, opponent: Chooser, human_player: int, stdin: TextIO, out: TextIO, seed: int
+    game: Game, opponent, human_player: int, stdin: TextIO, out: TextIO, seed: int
 ) -> float | None:
     """One game; returns the result for the person (+1/0/-1), or None if input ended."""
     rng = np.random.default_rng(seed)
@@ -68,7 +66,7 @@ def play_game(
                 out.write("\nend of input: game abandoned\n")
                 return None
         else:
-            action = opponent(game, state, rng)
+            action = opponent.choose(game, state, rng)
             out.write(f"opponent plays {game.action_to_text(action)}\n")
         state = game.next_state(state, action)
     out.write("\n" + game.render_text(state))
