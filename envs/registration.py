@@ -29,6 +29,32 @@ BUILTIN_ENVS: list[EnvSpecLine] = [
         "connect four, 6 rows x 7 columns, two players; actions '1'..'7' (columns)",
     ),
     # -- math (envs/math) ---------------------------------------------------------------------
+    EnvSpecLine(
+        "selfplay/MathArithmetic-v0",
+        "envs.math.env:MathEnv",
+        "procedural +, -, x with carries; one action = the whole solution; reward 1 if correct",
+        {"source": "procedural", "families": ["addition", "subtraction", "multiplication"],
+         "mode": "single_turn"},
+    ),
+    EnvSpecLine(
+        "selfplay/MathSteps-v0",
+        "envs.math.env:MathEnv",
+        "procedural arithmetic, one reasoning step per action; ends at 'Answer:' or max_steps",
+        {"source": "procedural", "families": ["addition", "subtraction", "multiplication"],
+         "mode": "multi_step", "max_steps": 12},
+    ),
+    EnvSpecLine(
+        "selfplay/MathLinear-v0",
+        "envs.math.env:MathEnv",
+        "linear equations a*x + b = c with an integer solution; single turn",
+        {"source": "procedural", "families": ["linear"], "mode": "single_turn"},
+    ),
+    EnvSpecLine(
+        "selfplay/MathJSONL-v0",
+        "envs.math.env:MathEnv",
+        "math problems from a JSONL file (GSM8K or MATH format); kwarg source=<path>",
+        {"source": "gsm8k_sample.jsonl", "mode": "single_turn"},
+    ),
     # -- code (envs/code) ---------------------------------------------------------------------
 ]
 

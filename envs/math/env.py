@@ -1,0 +1,237 @@
+"""MathEnv: a math problem as a text environment, rewarded by the answer verifier.
+
+Modes:
+
+- ``single_turn``: the observation is the question; one action is the whole solution; reward 1.0
+  if its final answer (``extract_answer``, else the whole text) matches the reference, else 0.0;
+  the episode ends.
+- ``multi_step``: one reasoning step per action; the observation is the question followed by the
+  steps so far, one per line. A step that holds a final answer (``Answer:`` or ``\\boxed``) ends the
+  episode with the verifier's reward; ``max_steps`` steps without one end it (truncated) with 0.0.
+
+Problems come from the procedural families (``source="procedural"``, ``envs.math.tasks``) or a JSONL
+file (``source=<path>``, GSM8K or MATH lines; a bare file name is looked up in ``envs/math/data``).
+``split`` keeps evaluation honest: procedural train and test problems are disjoint (by a hash of
+the question); for a file, "train"/"test" filter its lines the same way and "all" keeps them all.
+
+``info`` always has "problem_family", "level" and "mode"; "answer" (the reference), "correct" and
+"predicted" appear only when the episode has ended, never before. An action that is not a string,
+or is longer than ``max_action_chars``, is untrusted input: a wrong answer that ends the episode
+(``info["invalid_action"] = True``), never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from envs.math.answers import answers_match, extract_answer
+from envs.math.datasets import DATA_DIR, load_problems
+from envs.math.tasks import ARITHMETIC_FAMILIES, FAMILIES, LEVELS, MathProblem, generate, split_of
+
+MODES = ("single_turn", "multi_step")
+OBS_CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n"
+OBS_MAX_LENGTH = 4096  # procedural problems at low levels stay far below 256 characters
+ACTION_MAX_LENGTH = 8192
+_ELLIPSIS = "...\n"
+
+
+def check(problem: MathProblem, answer_text: object, timeout_s: float = 2.0) -> float:
+    """The verifier: 1.0 if the final answer in ``answer_text`` matches the problem's, else 0.0."""
+    if not isinstance(answer_text, str):
+        return 0.0
+    return 1.0 if answers_match(answer_text, problem.answer, timeout_s=timeout_s) else 0.0
+
+
+def has_final_answer(step: str) -> bool:
+    """Whether a reasoning step states a final answer (``Answer:`` / ``answer is`` / ``\\boxed``)."""
+    lowered = step.lower()
+    return "answer:" in lowered or "answer is" in lowered or "\\boxed" in step or "####" in step
+
+
+def _to_charset(text: str) -> str:
+    """The observation alphabet is printable ASCII and newlines (the tiny LM's byte vocabulary)."""
+    text = text.replace("\r\n", "\n").replace("\t", " ")
+    if all(ch in OBS_CHARSET for ch in text):
+        return text
+    return "".join(ch if ch in OBS_CHARSET else "?" for ch in text)
+
+
+def resolve_source(source: str) -> str:
+    """A JSONL path as given, or a bare file name found in ``envs/math/data``."""
+    if os.path.isfile(source):
+        return source
+    shipped = os.path.join(DATA_DIR, source)
+    if os.path.isfile(shipped):
+        return shipped
+    raise FileNotFoundError(
+        f"MathEnv: source={source!r} is neither 'procedural' nor an existing JSONL file "
+        f"(also looked in {DATA_DIR})"
+    )
+
+
+class MathEnv(gym.Env):
+    """A math problem per episode; text observation, text action, verifier reward."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        source: str = "procedural",
+        families: Sequence[str] | str | None = None,
+        level: int | Sequence[int] = 1,
+        mode: str = "single_turn",
+        max_steps: int = 8,
+        answer_timeout_s: float = 2.0,
+        split: str | None = None,
+        max_action_chars: int = 4000,
+        on_error: str = "raise",
+        render_mode: str | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"MathEnv: mode={mode!r}; expected one of {', '.join(MODES)}")
+        if not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"MathEnv: max_steps must be a positive integer, got {max_steps!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"MathEnv: render_mode={render_mode!r}; supported: 'ansi' or None")
+        self.mode, self.max_steps, self.render_mode = mode, max_steps, render_mode
+        self.answer_timeout_s = float(answer_timeout_s)
+        self.max_action_chars = int(max_action_chars)
+        self.source = source
+        self.levels = [level] if isinstance(level, int) else list(level)
+        for lv in self.levels:
+            if lv not in LEVELS:
+                raise ValueError(f"MathEnv: level {lv!r} not in {list(LEVELS)}")
+
+        if source == "procedural":
+            self.split = split or "train"
+            if self.split not in ("train", "test"):
+                raise ValueError(f"MathEnv: split={split!r}; procedural problems: 'train' or 'test'")
+            if families is None:
+                families = ARITHMETIC_FAMILIES
+            elif isinstance(families, str):
+                families = [f.strip() for f in families.split(",") if f.strip()]
+            self.families = list(families)
+            unknown = [f for f in self.families if f not in FAMILIES]
+            if unknown or not self.families:
+                raise ValueError(
+                    f"MathEnv: families={self.families!r}; known families: {', '.join(FAMILIES)}"
+                )
+            self._dataset: list[MathProblem] | None = None
+        else:
+            self.split = split or "all"
+            if self.split not in ("train", "test", "all"):
+                raise ValueError(f"MathEnv: split={split!r}; expected 'train', 'test' or 'all'")
+            path = resolve_source(source)
+            problems = load_problems(path, on_error=on_error)
+            if self.split != "all":
+                problems = [p for p in problems if split_of(p.question) == self.split]
+            if not problems:
+                raise ValueError(f"MathEnv: {path} has no problems in split {self.split!r}")
+            self._dataset = problems
+            self.families = sorted({p.family for p in problems})
+
+        self.observation_space = spaces.Text(OBS_MAX_LENGTH, min_length=1, charset=OBS_CHARSET)
+        self.action_space = spaces.Text(ACTION_MAX_LENGTH, min_length=0, charset=OBS_CHARSET)
+        self.problem: MathProblem | None = None
+        self.steps: list[str] = []
+        self.done = True
+
+    # -- gymnasium API --------------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        rng = self.np_random
+        if self._dataset is not None:
+            self.problem = self._dataset[int(rng.integers(len(self._dataset)))]
+        else:
+            family = self.families[int(rng.integers(len(self.families)))]
+            level = self.levels[int(rng.integers(len(self.levels)))]
+            self.problem = generate(family, level, int(rng.integers(2**31 - 1)), self.split)
+        self.steps, self.done = [], False
+        return self._observation(), self._info()
+
+    def step(self, action: Any) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self.done or self.problem is None:
+            raise RuntimeError("MathEnv: the episode is over; call reset() first")
+        valid = isinstance(action, str) and len(action) <= self.max_action_chars
+        if not valid:
+            return self._finish(None, truncated=False, invalid=True)
+        if self.mode == "single_turn":
+            return self._finish(action, truncated=False)
+        self.steps.append(action.strip())
+        if has_final_answer(action):
+            return self._finish(action, truncated=False)
+        if len(self.steps) >= self.max_steps:
+            return self._finish(None, truncated=True)
+        return self._observation(), 0.0, False, False, self._info()
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._observation() if self.problem is not None else ""
+        gym.logger.warn("render() needs render_mode='ansi'")
+        return None
+
+    # -- what search uses: a cheap copy of the state -------------------------------------------
+
+    def get_state(self) -> tuple[MathProblem | None, tuple[str, ...], bool]:
+        return self.problem, tuple(self.steps), self.done
+
+    def set_state(self, state: tuple[MathProblem | None, Sequence[str], bool]) -> None:
+        problem, steps, done = state
+        self.problem, self.steps, self.done = problem, list(steps), bool(done)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _finish(
+        self, final_text: str | None, truncated: bool, invalid: bool = False
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        assert self.problem is not None
+        reward = 0.0 if final_text is None else check(self.problem, final_text, self.answer_timeout_s)
+        self.done = True
+        info = self._info()
+        predicted = extract_answer(final_text) if final_text is not None else None
+        if final_text is not None and predicted is None:
+            predicted = final_text.strip()
+        info.update(
+            answer=self.problem.answer,
+            correct=reward > 0,
+            predicted=(predicted or "")[:200],
+            invalid_action=invalid,
+            num_steps=len(self.steps) if self.mode == "multi_step" else 1,
+        )
+        return self._observation(), reward, not truncated, truncated, info
+
+    def _observation(self) -> str:
+        assert self.problem is not None
+        question = _to_charset(self.problem.question)
+        if not self.steps:
+            return question[:OBS_MAX_LENGTH]
+        lines = [_to_charset(s) for s in self.steps]
+        text = question + "\n" + "\n".join(lines)
+        if len(text) <= OBS_MAX_LENGTH:
+            return text
+        # keep the question and the latest steps that fit
+        budget = OBS_MAX_LENGTH - len(question) - 1 - len(_ELLIPSIS)
+        kept: list[str] = []
+        for line in reversed(lines):
+            if len(line) + 1 > budget:
+                break
+            kept.append(line)
+            budget -= len(line) + 1
+        tail = "\n".join(reversed(kept))
+        return (question + "\n" + _ELLIPSIS + tail)[:OBS_MAX_LENGTH]
+
+    def _info(self) -> dict[str, Any]:
+        assert self.problem is not None
+        return {
+            "problem_family": self.problem.family,
+            "level": self.problem.level,
+            "mode": self.mode,
+            "source": self.problem.source,
+        }
