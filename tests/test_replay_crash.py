@@ -129,7 +129,7 @@ def test_kill_9_mid_append_leaves_only_whole_shards(tmp_path):
     all_reported: list[str] = []
     temps_seen = 0
     for run in range(runs):
-        all_reported += _run_and_kill(tmp_path, run, delay=rng.uniform(0.05, 0.5))
+        all_reported += _run_and_kill(tmp_path, run, delay=rng.uniform(0.05, 0.3))
         temps_seen += len(list((tmp_path / "episodes").glob(".tmp-*")))
         n = _check_store(tmp_path, all_reported, runs)
         assert n >= len(all_reported)
