@@ -32,3 +32,6 @@ class EngineConfig:
     max_batch_size: int = 256  # sequences decoded together
     compile: bool = False  # torch.compile / CUDA graphs for the decode step (GPU)
     gpu_memory_utilization: float = 0.5  # vLLM only: fraction of GPU memory it may take
+    max_model_len: int = 0  # context served (0: the model's max_position_embeddings); sizes the KV cache
+    prefix_sharing: bool = True  # prefill a prompt once for all sequences that share it
+    seed: int = 0  # engine RNG for requests without their own seed

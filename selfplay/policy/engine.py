@@ -25,6 +25,7 @@ class SamplingParams:
     max_tokens: int = 64
     stop: tuple[str, ...] = ()  # generation ends after the first of these strings (kept in text)
     seed: int | None = None  # per-request seed: the same seed gives the same samples
+    ignore_eos: bool = False  # keep sampling past EOS (benchmarks: fixed-length generations)
 
 
 @dataclass

@@ -1,0 +1,208 @@
+"""A hand-written forward over an HF Llama-layout model's weights, for the embedded engine.
+
+It reads the weights of a ``PolicyModel`` (Llama, Qwen2 and other models of the same layout:
+RMSNorm, RoPE, grouped-query attention, SwiGLU) and runs them with as few kernel launches as it
+can: the q/k/v projections are fused into one matmul, gate/up into another (prepared once at load
+time, again after every weight update), RoPE is applied to q and k together, attention is
+``scaled_dot_product_attention`` with grouped-query heads, and keys/values live in one
+preallocated cache ``[layers, 2, slots, kv_heads, max_len, head_dim]``.
+
+Two entry points, both pure tensor code with shapes in the comments:
+- ``prefill``: full causal forward of right-padded prompts, returning the hidden states and the
+  keys/values of every position (the engine copies them into cache slots);
+- ``decode``: one token for each of the first ``B`` slots, each at its own position, reading and
+  writing the slot cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class LayerWeights:
+    """One transformer block, fused for inference."""
+
+    in_norm: torch.Tensor  # [H] input RMSNorm weight
+    qkv_w: torch.Tensor  # [(Hq + 2 Hkv) D, H] q, k, v projections stacked
+    qkv_b: Optional[torch.Tensor]  # [(Hq + 2 Hkv) D] (Qwen2 has q/k/v biases)
+    o_w: torch.Tensor  # [H, Hq D]
+    o_b: Optional[torch.Tensor]  # [H]
+    post_norm: torch.Tensor  # [H] post-attention RMSNorm weight
+    gate_up_w: torch.Tensor  # [2 I, H] gate and up projections stacked
+    gate_up_b: Optional[torch.Tensor]  # [2 I]
+    down_w: torch.Tensor  # [H, I]
+    down_b: Optional[torch.Tensor]  # [H]
+
+
+def _cat_bias(*linears) -> Optional[torch.Tensor]:
+    if all(lin.bias is None for lin in linears):
+        return None
+    return torch.cat(
+        [lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features) for lin in linears]
+    )
+
+
+def _check_layout(config, layer) -> None:
+    """Refuse models this forward would silently get wrong."""
+    if getattr(config, "hidden_act", "silu") != "silu":
+        raise ValueError(f"engine: hidden_act {config.hidden_act!r} is not supported (silu only)")
+    if getattr(config, "use_sliding_window", False):
+        raise ValueError("engine: sliding-window attention is not supported")
+    for name in ("q_norm", "k_norm"):
+        if hasattr(layer.self_attn, name):
+            raise ValueError(f"engine: attention with {name} (e.g. Qwen3) is not supported")
+
+
+class Decoder:
+    """The engine's forward over a PolicyModel's weights (which it reads, never owns)."""
+
+    def __init__(self, model, max_len: int):
+        cfg = model.config
+        self.model = model
+        self.num_heads = int(cfg.num_attention_heads)  # Hq
+        self.num_kv_heads = int(cfg.num_key_value_heads or cfg.num_attention_heads)  # Hkv
+        self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // self.num_heads)
+        self.hidden_size = int(cfg.hidden_size)
+        self.intermediate_size = int(cfg.intermediate_size)
+        self.num_layers = int(cfg.num_hidden_layers)
+        self.eps = float(cfg.rms_norm_eps)
+        self.max_len = max_len
+        self.scale = self.head_dim**-0.5
+        _check_layout(cfg, model.lm.model.layers[0])
+        self.refresh()
+
+    # ---- weights -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """(Re)build the fused weights and RoPE tables from the model's current parameters."""
+        body = self.model.lm.model
+        self.embed = body.embed_tokens.weight  # [V, H] (a view: no copy)
+        self.final_norm = body.norm.weight  # [H]
+        self.lm_head = self.model.lm.lm_head.weight  # [V, H]
+        self.value_w = self.model.value_head.weight  # [1, H]
+        self.value_b = self.model.value_head.bias  # [1]
+        self.layers = []
+        for layer in body.layers:
+            att, mlp = layer.self_attn, layer.mlp
+            self.layers.append(
+                LayerWeights(
+                    in_norm=layer.input_layernorm.weight,
+                    qkv_w=torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]),
+                    qkv_b=_cat_bias(att.q_proj, att.k_proj, att.v_proj),
+                    o_w=att.o_proj.weight,
+                    o_b=att.o_proj.bias,
+                    post_norm=layer.post_attention_layernorm.weight,
+                    gate_up_w=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
+                    gate_up_b=_cat_bias(mlp.gate_proj, mlp.up_proj),
+                    down_w=mlp.down_proj.weight,
+                    down_b=mlp.down_proj.bias,
+                )
+            )
+        # RoPE tables from the model's own rotary module, so its scaling variant is honoured.
+        dev = self.embed.device
+        positions = torch.arange(self.max_len, device=dev)[None]  # [1, L]
+        probe = torch.zeros(1, device=dev, dtype=torch.float32)
+        cos, sin = body.rotary_emb(probe, positions)  # [1, L, D] each
+        self.cos = cos[0].to(self.embed.dtype)  # [L, D]
+        self.sin = sin[0].to(self.embed.dtype)  # [L, D]
+
+    def new_cache(self, slots: int) -> torch.Tensor:
+        """An empty KV cache [layers, 2, slots, Hkv, max_len, D]."""
+        return torch.zeros(
+            (self.num_layers, 2, slots, self.num_kv_heads, self.max_len, self.head_dim),
+            dtype=self.embed.dtype,
+            device=self.embed.device,
+        )
+
+    # ---- pieces ------------------------------------------------------------------------------
+
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Rotate x [..., heads, D] by cos/sin broadcast as [..., 1, D] (HF's rotate-half form)."""
+        half = self.head_dim // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rotated * sin
+
+    def _mlp(self, x: torch.Tensor, w: LayerWeights) -> torch.Tensor:
+        h = F.rms_norm(x, (self.hidden_size,), w.post_norm, self.eps)
+        gate, up = F.linear(h, w.gate_up_w, w.gate_up_b).split(self.intermediate_size, dim=-1)
+        return x + F.linear(F.silu(gate) * up, w.down_w, w.down_b)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden [..., H] -> float32 logits [..., V]."""
+        return F.linear(hidden, self.lm_head).float()
+
+    def value(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden [..., H] -> float32 values [...] in [-1, 1]."""
+        return torch.tanh(F.linear(hidden, self.value_w, self.value_b)).squeeze(-1).float()
+
+    # ---- forwards ----------------------------------------------------------------------------
+
+    def prefill(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal forward of right-padded ids [P, T] -> (final-norm hidden [P, T, H],
+        keys/values [layers, 2, P, Hkv, T, D]). Padding sits after each prompt, so causal
+        attention alone keeps it out of every real position."""
+        P, T = ids.shape
+        Hq, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
+        x = F.embedding(ids, self.embed)  # [P, T, H]
+        cos, sin = self.cos[:T, None, :], self.sin[:T, None, :]  # [T, 1, D]
+        kv = x.new_empty((self.num_layers, 2, P, Hkv, T, D))
+        for i, w in enumerate(self.layers):
+            h = F.rms_norm(x, (self.hidden_size,), w.in_norm, self.eps)
+            qkv = F.linear(h, w.qkv_w, w.qkv_b)  # [P, T, (Hq + 2 Hkv) D]
+            qk = self._rope(qkv[..., : (Hq + Hkv) * D].view(P, T, Hq + Hkv, D), cos, sin)
+            q = qk[:, :, :Hq].transpose(1, 2)  # [P, Hq, T, D]
+            kv[i, 0] = qk[:, :, Hq:].transpose(1, 2)  # [P, Hkv, T, D]
+            kv[i, 1] = qkv[..., (Hq + Hkv) * D :].view(P, T, Hkv, D).transpose(1, 2)
+            att = F.scaled_dot_product_attention(
+                q, kv[i, 0], kv[i, 1], is_causal=True, scale=self.scale, enable_gqa=Hq != Hkv
+            )  # [P, Hq, T, D]
+            x = x + F.linear(att.transpose(1, 2).reshape(P, T, Hq * D), w.o_w, w.o_b)
+            x = self._mlp(x, w)
+        return F.rms_norm(x, (self.hidden_size,), self.final_norm, self.eps), kv
+
+    def decode(
+        self,
+        cache: torch.Tensor,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        span: int,
+    ) -> torch.Tensor:
+        """One step for slots 0..B-1: tokens, positions [B] (each slot's next position; its cache
+        holds positions < that) -> final-norm hidden [B, H]. Writes the new keys/values into
+        ``cache`` [layers, 2, slots, Hkv, max_len, D]; attends over the first ``span`` positions
+        (span > every position in this step)."""
+        B = tokens.shape[0]
+        Hq, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
+        x = F.embedding(tokens, self.embed)  # [B, H]
+        cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]  # [B, 1, D]
+        rows = torch.arange(B, device=tokens.device)  # [B]
+        # Each slot sees its own prefix: key position j is visible iff j <= the slot's position.
+        mask = torch.arange(span, device=tokens.device)[None, :] <= positions[:, None]  # [B, S]
+        mask = mask[:, None, None, :]  # [B, 1, 1, span]
+        for i, w in enumerate(self.layers):
+            h = F.rms_norm(x, (self.hidden_size,), w.in_norm, self.eps)
+            qkv = F.linear(h, w.qkv_w, w.qkv_b)  # [B, (Hq + 2 Hkv) D]
+            qk = self._rope(qkv[:, : (Hq + Hkv) * D].view(B, Hq + Hkv, D), cos, sin)
+            keys, values = cache[i, 0], cache[i, 1]  # [slots, Hkv, max_len, D] each
+            keys[rows, :, positions] = qk[:, Hq:]  # [B, Hkv, D]
+            values[rows, :, positions] = qkv[:, (Hq + Hkv) * D :].view(B, Hkv, D)
+            att = F.scaled_dot_product_attention(
+                qk[:, :Hq, None, :],  # [B, Hq, 1, D]
+                keys[:B, :, :span],  # [B, Hkv, span, D]
+                values[:B, :, :span],
+                attn_mask=mask,
+                scale=self.scale,
+                enable_gqa=Hq != Hkv,
+            )  # [B, Hq, 1, D]
+            x = x + F.linear(att.reshape(B, Hq * D), w.o_w, w.o_b)
+            x = self._mlp(x, w)
+        return F.rms_norm(x, (self.hidden_size,), self.final_norm, self.eps)
+
+
+__all__ = ["Decoder", "LayerWeights"]

@@ -1,0 +1,70 @@
+"""Token sampling with per-sequence randomness, so a seeded request samples the same tokens
+whatever else shares its batch.
+
+Each sequence owns a ``torch.Generator`` (seeded from the request's seed and the completion's
+index) and draws its uniforms once, at admission; a step then samples every row by inverse CDF
+with that row's next uniform. Rows never share random state, so batch composition cannot change
+them. Log-probabilities are reported under the untempered distribution (as vLLM does).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def sequence_generator(seed: Optional[int], completion: int, fallback: np.random.Generator):
+    """The generator of one completion: from (seed, completion index), or the engine's stream."""
+    if seed is None:
+        state = int(fallback.integers(0, 2**63 - 1))
+    else:
+        state = int(np.random.SeedSequence([int(seed) & (2**63 - 1), completion]).generate_state(
+            1, dtype=np.uint64
+        )[0] >> 1)
+    return torch.Generator(device="cpu").manual_seed(state)
+
+
+def draw_uniforms(gen: torch.Generator, count: int) -> list[float]:
+    """``count`` uniforms in [0, 1) (one per token the sequence may sample)."""
+    return torch.rand(count, generator=gen, dtype=torch.float64).tolist()
+
+
+def sample(
+    logits: torch.Tensor,
+    uniforms: torch.Tensor,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [B, V] float32, uniforms [B] -> (tokens [B] long, untempered logprobs [B])."""
+    logp = F.log_softmax(logits, dim=-1)  # [B, V]
+    if temperature <= 0.0:
+        tokens = logits.argmax(dim=-1)
+    else:
+        z = logits / temperature
+        if top_k > 0 or top_p < 1.0:
+            z, order = z.sort(dim=-1, descending=True)  # [B, V]
+        else:
+            order = None
+        probs = torch.softmax(z, dim=-1)  # [B, V]
+        if top_k > 0 and top_k < probs.shape[-1]:
+            probs[:, top_k:] = 0.0
+        if top_p < 1.0:
+            # Keep the smallest head of the sorted distribution whose mass reaches top_p
+            # (the first token always stays).
+            before = probs.cumsum(dim=-1) - probs  # mass strictly before each token
+            probs = probs.masked_fill(before >= top_p * probs.sum(-1, keepdim=True), 0.0)
+        cdf = probs.double().cumsum(dim=-1)  # [B, V] (float64: u * total stays below total)
+        target = uniforms.to(cdf.dtype)[:, None] * cdf[:, -1:]  # [B, 1]
+        picked = torch.searchsorted(cdf, target, right=True)  # first index with cdf > target
+        # Guard the rounding edge u * total == total: never step past the last kept token.
+        last_kept = (cdf < cdf[:, -1:]).sum(dim=-1, keepdim=True)  # [B, 1]
+        picked = torch.minimum(picked, last_kept)
+        tokens = picked.squeeze(1) if order is None else order.gather(1, picked).squeeze(1)
+    return tokens, logp.gather(1, tokens[:, None]).squeeze(1)
+
+
+__all__ = ["draw_uniforms", "sample", "sequence_generator"]
