@@ -229,6 +229,8 @@ def test_with_builtin_tictactoe_if_available():
     a, b = players.make_player("random", game), players.make_player("random", game)
     r = play_match(game, a, b, 10, seed=0)
     assert r.games == 10 and r.illegal_moves_a == r.illegal_moves_b == 0
+    perfect = play_match(game, players.make_player("perfect", game), b, 10, seed=0)
+    assert perfect.losses == 0 and perfect.wins >= 5  # perfect play never loses tic-tac-toe
     occupied = play_match(game, Constant(4, name="center"), b, 4, seed=0)
     assert occupied.illegal_moves_a >= 1  # the centre is taken by its second move at the latest
 
@@ -419,3 +421,10 @@ def test_gate_disabled_always_accepts_and_empty_match_is_rejected():
     assert not gate(_result(0, 0, 0)).accepted
     with pytest.raises(ValueError, match="threshold"):
         gate(_result(1, 0, 0), threshold=1.5)
+
+
+def test_fit_warm_start_lands_on_the_same_ratings():
+    results = [R("A", "random", 40, 0, 0), R("A", "B", 25, 0, 15), R("B", "random", 30, 4, 6)]
+    cold = fit_elo(results)
+    warm = fit_elo(results, initial={"A": 1500.0, "B": -300.0, "random": 99.0, "gone": 5.0})
+    assert warm == pytest.approx(cold, abs=1e-6) and warm["random"] == 0.0

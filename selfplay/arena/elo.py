@@ -66,13 +66,16 @@ def fit_elo(
     results: Iterable[Scored],
     anchor: str = DEFAULT_ANCHOR,
     prior_games: float = DEFAULT_PRIOR_GAMES,
+    *,
+    initial: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Bradley–Terry maximum-likelihood Elo ratings of every player in ``results``, anchor = 0.
 
     ``prior_games`` virtual draws against the anchor per player (see the module docstring); it
     must be positive, or an unbeaten player's rating would be infinite. Matches of a player
     against itself carry no information and are ignored. Solved by Newton's method on the
-    (concave) log-likelihood, with the step capped and backtracked so it always converges.
+    (concave) log-likelihood, with the step capped and backtracked so it always converges;
+    ``initial`` ratings (e.g. the previous fit) only change how fast, not where.
     """
     if not prior_games > 0:
         raise ValueError(
@@ -100,6 +103,9 @@ def fit_elo(
         return float(-(points * np.logaddexp(0.0, -diff)).sum())  # sum of S_ij log sigmoid(x_i-x_j)
 
     x = np.zeros(n)  # ratings in natural log-odds units; x[k] stays 0
+    for name, rating in (initial or {}).items():
+        if name in index and name != anchor and math.isfinite(rating):
+            x[index[name]] = rating / _ELO_PER_NAT
     for _ in range(200):
         p = 1.0 / (1.0 + np.exp(-(x[:, None] - x[None, :])))  # [n, n] P(i beats j)
         grad = (points - games * p).sum(axis=1)
@@ -222,7 +228,8 @@ class EloLadder:
         return sorted(refs, key=lambda p: self._ratings[p])
 
     def _refit(self) -> None:
-        self._ratings = fit_elo(self._matches, self.anchor, self.prior_games)
+        # Warm start: one new match moves ratings a little, so Newton needs few steps from here.
+        self._ratings = fit_elo(self._matches, self.anchor, self.prior_games, initial=self._ratings)
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -309,6 +316,7 @@ def plot_elo_curve(ladder: EloLadder, path_png: str | Path, *, title: str | None
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(7.0, 4.0), dpi=100)
     FigureCanvasAgg(fig)
@@ -328,6 +336,7 @@ def plot_elo_curve(ladder: EloLadder, path_png: str | Path, *, title: str | None
         )
     if not history and not ratings:
         ax.text(0.5, 0.5, "no matches yet", ha="center", va="center", transform=ax.transAxes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # versions are whole numbers
     ax.set_xlabel("policy version")
     ax.set_ylabel(f"Elo ({ladder.anchor} = 0)")
     ax.set_title(title or "Elo over policy versions")
