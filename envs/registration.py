@@ -56,6 +56,18 @@ BUILTIN_ENVS: list[EnvSpecLine] = [
         {"source": "gsm8k_sample.jsonl", "mode": "single_turn"},
     ),
     # -- code (envs/code) ---------------------------------------------------------------------
+    EnvSpecLine(
+        "selfplay/CodeSynth-v0",
+        "envs.code.env:CodeEnv",
+        "write a Python function from examples (procedural, levels 1-3); reward: sandboxed tests",
+        {"source": "procedural"},
+    ),
+    EnvSpecLine(
+        "selfplay/CodeJSONL-v0",
+        "envs.code.env:CodeEnv",
+        "MBPP/HumanEval-style JSONL tasks (default: the MBPP sample); reward: sandboxed tests",
+        {"source": "mbpp_sample.jsonl", "split": "all"},
+    ),
 ]
 
 # Summaries of environments registered by users through ``register_env``.

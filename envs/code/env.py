@@ -1,0 +1,162 @@
+"""CodeEnv: write a Python function from a description and examples; rewarded by sandboxed tests.
+
+One step per episode: the observation is the task prompt, the action is a program (a fenced
+```python block is unwrapped), the reward is the fraction of the task's tests it passes
+(``reward="fraction"``) or 1/0 for all of them (``reward="all"``), computed in the sandbox by
+``envs.code.verify`` (the program cannot forge it). The episode then ends.
+
+Tasks come from the procedural generator (``source="procedural"``, ``level`` 1..3 or None for all)
+or a MBPP/HumanEval JSONL file (``source=<path>``; a bare file name is looked up in
+``envs/code/data``). ``split`` keeps evaluation honest: procedural train and test tasks are
+disjoint by function; for a file, "train"/"test" filter its lines by a stable hash of the task
+and "all" keeps them all.
+
+An action that is not a string, or longer than ``max_action_chars``, is a wrong program
+(reward 0, ``info["invalid_action"] = True``), never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from envs.code.datasets import load_jsonl
+from envs.code.sandbox import SandboxPool
+from envs.code.tasks import LEVELS, SPLITS, CodeTask, generate
+from envs.code.verify import TestReport, run_tests, score
+
+OBS_CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n"
+OBS_MAX_LENGTH = 4096
+ACTION_MAX_LENGTH = 20_000
+REWARDS = ("fraction", "all")
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+
+
+def strip_fences(text: str) -> str:
+    """The code of a reply: its first ```python (or bare ```) block, else the text itself."""
+    blocks = _FENCE.findall(text)
+    if not blocks:
+        return text
+    for lang, body in blocks:
+        if lang.lower() in ("python", "py", "python3"):
+            return body
+    return blocks[0][1]
+
+
+def jsonl_split_of(task: CodeTask) -> str:
+    digest = hashlib.sha1((task.prompt + "\0" + task.entry_point).encode()).digest()
+    return "test" if digest[0] % 5 == 0 else "train"
+
+
+def _to_charset(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\t", "    ")
+    return "".join(ch if ch in OBS_CHARSET else "?" for ch in text)
+
+
+class CodeEnv(gym.Env):
+    """A program-synthesis task per episode; text observation, text action, test reward."""
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        source: str = "procedural",
+        level: int | None = None,
+        reward: str = "fraction",
+        timeout_s: float = 5.0,
+        split: str = "train",
+        per_test_timeout_s: float = 1.0,
+        memory_mb: int = 512,
+        max_action_chars: int = ACTION_MAX_LENGTH,
+        sandbox_mode: str = "fork",
+        pool: SandboxPool | None = None,
+        render_mode: str | None = None,
+    ):
+        if reward not in REWARDS:
+            raise ValueError(f"CodeEnv: reward must be one of {REWARDS}, not {reward!r}")
+        if level is not None and level not in LEVELS:
+            raise ValueError(f"CodeEnv: level must be one of {LEVELS} or None, not {level!r}")
+        if split not in SPLITS + ("all",):
+            raise ValueError(f"CodeEnv: split must be 'train', 'test' or 'all', not {split!r}")
+        if source == "procedural" and split == "all":
+            raise ValueError("CodeEnv: split='all' is only for a JSONL source")
+        if timeout_s <= 0 or per_test_timeout_s <= 0:
+            raise ValueError("CodeEnv: timeout_s and per_test_timeout_s must be positive")
+        self.source, self.level, self.reward_kind, self.split = source, level, reward, split
+        self.timeout_s, self.per_test_timeout_s = float(timeout_s), float(per_test_timeout_s)
+        self.memory_mb, self.max_action_chars = int(memory_mb), int(max_action_chars)
+        self.sandbox_mode, self.pool, self.render_mode = sandbox_mode, pool, render_mode
+        self.tasks: list[CodeTask] | None = None
+        if source != "procedural":
+            tasks = load_jsonl(source)
+            if split != "all":
+                tasks = [t for t in tasks if jsonl_split_of(t) == split]
+            if level is not None:
+                tasks = [t for t in tasks if t.level in (0, level)]
+            if not tasks:
+                raise ValueError(f"CodeEnv: {source!r} has no tasks in split={split!r}")
+            self.tasks = tasks
+        self.observation_space = spaces.Text(OBS_MAX_LENGTH, min_length=1, charset=OBS_CHARSET)
+        self.action_space = spaces.Text(ACTION_MAX_LENGTH, min_length=0, charset=OBS_CHARSET)
+        self.task: CodeTask | None = None
+        self.done = False
+        self.last_report: TestReport | None = None
+
+    # -- gymnasium API --------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if self.tasks is None:
+            task_seed = int(self.np_random.integers(0, 2**31 - 1))
+            self.task = generate(task_seed, self.level, self.split)
+        else:
+            self.task = self.tasks[int(self.np_random.integers(0, len(self.tasks)))]
+        self.done = False
+        self.last_report = None
+        return self._observation(), self._info()
+
+    def step(self, action: Any):
+        if self.task is None or self.done:
+            raise RuntimeError("CodeEnv.step called before reset or after the episode ended")
+        self.done = True
+        info = self._info()
+        if not isinstance(action, str) or len(action) > self.max_action_chars:
+            info.update(invalid_action=True, passed=0, total=len(self.task.tests))
+            return self._observation(), 0.0, True, False, info
+        program = strip_fences(action)
+        report = run_tests(
+            self.task, program, pool=self.pool, timeout_s=self.timeout_s,
+            per_test_timeout_s=self.per_test_timeout_s, memory_mb=self.memory_mb,
+            mode=self.sandbox_mode,
+        )
+        self.last_report = report
+        reward = score(report, self.reward_kind)
+        info.update(
+            invalid_action=False,
+            passed=sum(report.passed),
+            total=len(report.passed),
+            tests=report.details,
+            sandbox_status=report.run.status if report.run else "",
+            opaque_tests=report.opaque,
+        )
+        return self._observation(), float(reward), True, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._observation()
+        return None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _observation(self) -> str:
+        assert self.task is not None
+        return _to_charset(self.task.prompt)[:OBS_MAX_LENGTH]
+
+    def _info(self) -> dict[str, Any]:
+        assert self.task is not None
+        return {"task_id": self.task.task_id, "level": self.task.level,
+                "source": self.task.source, "entry_point": self.task.entry_point}
