@@ -161,10 +161,12 @@ class GameSearch:
             terminal = np.zeros(n, np.bool_)
             terminal_value = np.zeros(n)
             pending: list[int] = []
+            pending_states: list[np.ndarray] = []
             for i in range(n):
-                parent_state = node_states[tree_index[i]][parent_node[i]]
+                states_b = node_states[tree_index[i]]
+                parent_state = states_b[parent_node[i]]
                 s = game.next_state(parent_state, int(action[i]))
-                node_states[tree_index[i]][int(node_index[i])] = s
+                states_b[int(node_index[i])] = s
                 outcome = game.outcome(s)
                 if outcome is not None:
                     # From the view of the player to move at the new node: the opponent of the
@@ -174,11 +176,11 @@ class GameSearch:
                 else:
                     new_legal[i] = game.legal_mask(s)
                     pending.append(i)
+                    pending_states.append(s)
             new_priors = np.zeros((n, game.num_actions))
             new_values = np.zeros(n)
-            if pending:
-                p, v = self.evaluate([node_states[tree_index[i]][int(node_index[i])]
-                                      for i in pending])
+            if pending:  # one evaluator call per wave, for the non-terminal new nodes only
+                p, v = self.evaluate(pending_states)
                 new_priors[pending] = p
                 new_values[pending] = v
             return ExpansionResult(priors=new_priors, values=new_values, legal=new_legal,

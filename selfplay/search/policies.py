@@ -13,8 +13,7 @@ def visit_distribution(visits: np.ndarray, temperature: float = 1.0) -> np.ndarr
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     top = v.max(axis=-1, keepdims=True)
     if temperature == 0:
-        p = (v == top) & (top > 0) if v.size else v.astype(bool)
-        p = p.astype(np.float64)
+        p = ((v == top) & (top > 0)).astype(np.float64)
     else:
         # Scale by the maximum first: visits^(1/T) overflows for small T otherwise.
         p = (v / np.where(top > 0, top, 1.0)) ** (1.0 / temperature)
