@@ -468,3 +468,23 @@ def test_select_action_is_within_range_for_every_seed():
     for seed, visits in itertools.product(range(5), ([1], [0, 0, 5], [2, 2])):
         a = select_action(np.array(visits), 1.0, np.random.default_rng(seed))
         assert 0 <= a < len(visits) and visits[a] > 0
+
+
+def test_a_leaf_selected_twice_in_one_wave_is_expanded_once():
+    """One legal action at the root: every descent of the first wave reaches the same new
+    node; it is expanded once and backed up once per descent."""
+    calls = []
+
+    def expand(t, n, p, a):
+        calls.append(t.size)
+        k = t.size
+        return ExpansionResult(np.ones((k, 3)), np.full(k, 0.5), np.ones((k, 3), bool),
+                               np.zeros(k, bool), np.zeros(k))
+
+    legal = np.array([[False, True, False]])
+    out = run_mcts(RootInput(np.ones((1, 3)), np.zeros(1), legal), expand, num_simulations=4,
+                   dirichlet_fraction=0.0, leaves_per_tree=4, two_player=False)
+    assert calls == [1]
+    assert out.visit_counts[0].tolist() == [0, 4, 0]
+    assert out.q_values[0, 1] == pytest.approx(0.5)
+    assert out.tree.num_nodes[0] == 2 and not out.tree.in_flight.any()
