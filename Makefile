@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# A fresh run directory each time; continue one with: selfplay train run.dir=DIR run.resume=true
+RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 run: setup
-	$(BIN)/selfplay train
+	$(BIN)/selfplay train env=tictactoe run.dir=$(RUN_DIR)
 
 test: setup
 	$(BIN)/python -m pytest

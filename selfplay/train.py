@@ -179,7 +179,8 @@ def train(cfg) -> dict[str, Any]:
                                                       cfg.run.stop_when_unbeaten)
             # The learner starts once the store holds enough decisions, and keeps a bounded
             # ratio of learner steps to new episodes so it does not overfit a small store.
-            if training is None and progress.decisions >= cfg.learner.min_replay_steps:
+            if training is None and progress.decisions >= cfg.learner.min_replay_steps and ray.get(
+                    replay.num_decisions.remote(progress.incumbent)) > 0:
                 allowed = cfg.learner.max_steps_per_episode_ratio * max(progress.episodes, 1)
                 if progress.learner_step < allowed:
                     training = learner.train.remote(steps_per_call, seed)

@@ -149,6 +149,14 @@ class LearnerWorker:
         return str(path)
 
 
+def summarize(result) -> dict[str, Any]:
+    """The figures of a match that metrics, logs and summary.json need (a's point of view)."""
+    low, high = result.confidence_interval()
+    return {"a": result.a, "b": result.b, "wins": result.wins, "draws": result.draws,
+            "losses": result.losses, "games": result.games, "score": result.score,
+            "ci95": [low, high], "illegal_moves_a": result.illegal_moves_a}
+
+
 def read_incumbent(run_dir: Path, default: int) -> int:
     path = Path(run_dir) / "incumbent.json"
     if path.exists():
@@ -185,7 +193,7 @@ class EvaluatorWorker:
         decision = gate(result, threshold=arena.gate_threshold, enabled=arena.gate)
         self.ladder.record(result, version=cand_version)
         self.ladder.save()
-        return {"result": result.to_dict(), "accepted": decision.accepted, "score": decision.score}
+        return {"result": summarize(result), "accepted": decision.accepted, "score": decision.score}
 
     def evaluate(self, weights, version: int, games: int, seed: int, with_prior: bool = True) -> list[dict]:
         """Matches of the version (with search, and by its prior alone) against the references."""
@@ -204,7 +212,7 @@ class EvaluatorWorker:
             for player in players:
                 result = play_match(self.game, player, opponent, games, seed=seed)
                 self.ladder.record(result, version=version)
-                results.append(result.to_dict())
+                results.append(summarize(result))
         self.ladder.save()
         try:
             plot_elo_curve(self.ladder, self.run_dir / "elo.png")

@@ -66,7 +66,7 @@ class Learner:
         padded, mask = pad_log_priors(log_priors)
         target = torch.zeros_like(padded)
         for row, i in enumerate(keep):
-            visits = torch.as_tensor(batch.target_visits[i], dtype=padded.dtype)
+            visits = torch.tensor(batch.target_visits[i], dtype=padded.dtype)
             target[row, : visits.numel()] = visits
         target_values = torch.as_tensor(
             np.asarray(batch.value_targets)[keep], dtype=values.dtype
