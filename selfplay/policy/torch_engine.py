@@ -6,8 +6,8 @@ has ``max_batch_size`` slots; between decode steps free slots are refilled from 
 (continuous batching), so short completions never hold a batch back. Admission prefills each
 distinct prompt once (prefix sharing: the n completions of a prompt, and requests with the same
 prompt, copy one prefill's keys/values into their slots) and samples the first token from its
-last position. Every sequence draws from its own seeded generator, so a seeded request samples
-the same tokens whatever else is in the batch. Public methods hold a lock, so concurrent callers
+last position. Every sequence draws from its own generator, seeded by (seed, completion index)
+only, so a seeded prompt samples the same tokens whatever else is in the call or the batch. Public methods hold a lock, so concurrent callers
 (threads of one actor) are served one call at a time.
 """
 
@@ -134,7 +134,7 @@ class TorchEngine:
             for i, ids in enumerate(encoded):
                 budget = min(sampling.max_tokens, self.max_len - len(ids))
                 for k in range(sampling.n):
-                    gen = sequence_generator(sampling.seed, i * sampling.n + k, self._rng)
+                    gen = sequence_generator(sampling.seed, k, self._rng)
                     seqs.append(_Sequence(i, ids, budget, draw_uniforms(gen, budget)))
             self._run(seqs, sampling)
         out: list[list[Completion]] = [[] for _ in prompts]

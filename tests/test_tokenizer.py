@@ -1,0 +1,39 @@
+"""The character tokenizer: one token per character, HF round trip, unknown characters."""
+
+from transformers import AutoTokenizer
+
+from selfplay.policy.tokenizer import (
+    CHARACTERS,
+    build_char_tokenizer,
+    encode_continuation,
+    encode_prompt,
+    is_encodable,
+)
+
+
+def test_vocab_and_single_char_tokens():
+    tok = build_char_tokenizer()
+    assert len(tok) == 100
+    for ch in "0123456789" + CHARACTERS:
+        ids = encode_continuation(tok, ch)
+        assert len(ids) == 1 and is_encodable(tok, ids), ch
+    assert encode_prompt(tok, "5")[0] == tok.bos_token_id
+
+
+def test_decode_round_trip_keeps_spaces_and_newlines():
+    tok = build_char_tokenizer()
+    text = "x o .\n1 2  3\tno"  # tab is outside the vocabulary
+    ids = encode_prompt(tok, text)
+    assert tok.decode(ids, skip_special_tokens=True) == text.replace("\t", "")
+    assert not is_encodable(tok, encode_continuation(tok, "é"))
+    assert not is_encodable(tok, encode_continuation(tok, ""))
+
+
+def test_save_and_load_with_transformers(tmp_path):
+    tok = build_char_tokenizer()
+    tok.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    text = "move: 7\nboard: x.o"
+    assert encode_prompt(loaded, text) == encode_prompt(tok, text)
+    assert loaded.decode(encode_prompt(loaded, text), skip_special_tokens=True) == text
+    assert (loaded.pad_token_id, loaded.eos_token_id) == (tok.pad_token_id, tok.eos_token_id)
