@@ -17,22 +17,23 @@ import os
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one core, before numba is imported
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from envs.games import connect_four, rollout_mcts, tictactoe  # noqa: E402
-from envs.games.kernels import kernel_id_of  # noqa: E402
+from envs.games import connect_four, rollout_mcts, tictactoe
+from envs.games.kernels import kernel_id_of
 
 RESULTS = ROOT / "benchmarks" / "results" / "env_speed.json"
 UCT_C = 2.0
@@ -56,7 +57,7 @@ def rate(work: Callable[[], int], seconds: float) -> float:
     """Units of work per second: repeat ``work`` (returns units done) for about ``seconds``."""
     done = 0
     start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or done == 0:
+    while time.perf_counter() - start < seconds or done == 0:
         done += work()
     return done / (time.perf_counter() - start)
 
@@ -76,8 +77,9 @@ def ours_mcts(mod: Any, sims: int, seconds: float) -> float:
     root = mod.initial_state()
     rollout_mcts.uct_search(gid, root, 10, UCT_C, 0)
     seed = iter(range(1, 1 << 30))
-    return rate(lambda: int(rollout_mcts.uct_search(gid, root, sims, UCT_C, next(seed)).sum()),
-                seconds)
+    return rate(
+        lambda: int(rollout_mcts.uct_search(gid, root, sims, UCT_C, next(seed)).sum()), seconds
+    )
 
 
 def ours_mcts_batch(mod: Any, sims: int, roots: int, seconds: float) -> float:
@@ -128,8 +130,9 @@ def spiel_mcts_cpp(pyspiel: Any, name: str, sims: int, seconds: float) -> float:
 # ---- the run -------------------------------------------------------------------------------
 
 
-def figure(name: str, unit: str, ours: float, baseline: float | None, baseline_name: str,
-           goal: str) -> dict[str, Any]:
+def figure(
+    name: str, unit: str, ours: float, baseline: float | None, baseline_name: str, goal: str
+) -> dict[str, Any]:
     return {
         "name": name,
         "unit": unit,
@@ -147,24 +150,36 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     t_ours, t_base = (0.5, 1.0) if args.quick else (3.0, 8.0)
-    sims = {"tictactoe": 2000, "connect_four": 5000} if args.quick else {
-        "tictactoe": 20000, "connect_four": 20000}
+    sims = (
+        {"tictactoe": 2000, "connect_four": 5000}
+        if args.quick
+        else {"tictactoe": 20000, "connect_four": 20000}
+    )
     sims_py = 200 if args.quick else 1000
 
     try:
         import pyspiel
     except ImportError as err:
         pyspiel = None
-        print(f"OpenSpiel not importable ({err}); install with: pip install -e '.[bench]'. "
-              "Reporting ours only.")
+        print(
+            f"OpenSpiel not importable ({err}); install with: pip install -e '.[bench]'. "
+            "Reporting ours only."
+        )
 
     figures = []
     for name, mod in GAMES.items():
         ours = ours_playouts(mod, t_ours)
         base = spiel_playouts(pyspiel, name, t_base) if pyspiel else None
-        figures.append(figure(f"{name} random playouts", "games/s", ours, base,
-                              "OpenSpiel 2.0.2 from Python (legal_actions/apply_action)",
-                              ">= 20x"))
+        figures.append(
+            figure(
+                f"{name} random playouts",
+                "games/s",
+                ours,
+                base,
+                "OpenSpiel 2.0.2 from Python (legal_actions/apply_action)",
+                ">= 20x",
+            )
+        )
     for name, mod in GAMES.items():
         n = sims[name]
         one = ours_mcts(mod, n, t_ours)
@@ -172,18 +187,41 @@ def main() -> None:
         cpp = spiel_mcts_cpp(pyspiel, name, n, t_base) if pyspiel else None
         py = spiel_mcts_python(pyspiel, name, sims_py, t_base) if pyspiel else None
         cpp_name = f"OpenSpiel C++ MCTSBot via pyspiel ({n} sims/search, uct_c=2, no solver)"
-        figures.append(figure(f"{name} rollout-MCTS sims, one search of {n}", "sims/s", one,
-                              cpp, cpp_name, ">= 1x (the C++ bot)"))
-        figures.append(figure(f"{name} rollout-MCTS sims, 64 searches of {max(1, n // 64)} "
-                              "in one call", "sims/s", batch, cpp, cpp_name,
-                              ">= 1x (the C++ bot)"))
-        figures.append(figure(f"{name} rollout-MCTS sims, one search of {n}", "sims/s", one, py,
-                              f"OpenSpiel Python MCTSBot ({sims_py} sims/search, "
-                              "RandomRolloutEvaluator(1), no solver)", "info"))
+        figures.append(
+            figure(
+                f"{name} rollout-MCTS sims, one search of {n}",
+                "sims/s",
+                one,
+                cpp,
+                cpp_name,
+                ">= 1x (the C++ bot)",
+            )
+        )
+        figures.append(
+            figure(
+                f"{name} rollout-MCTS sims, 64 searches of {max(1, n // 64)} in one call",
+                "sims/s",
+                batch,
+                cpp,
+                cpp_name,
+                ">= 1x (the C++ bot)",
+            )
+        )
+        figures.append(
+            figure(
+                f"{name} rollout-MCTS sims, one search of {n}",
+                "sims/s",
+                one,
+                py,
+                f"OpenSpiel Python MCTSBot ({sims_py} sims/search, "
+                "RandomRolloutEvaluator(1), no solver)",
+                "info",
+            )
+        )
 
     result = {
         "benchmark": "env_speed",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "quick": args.quick,
         "figures": figures,
@@ -193,8 +231,9 @@ def main() -> None:
     for f in figures:
         base = "n/a" if f["baseline"] is None else f"{f['baseline']:,.0f}"
         ratio = "n/a" if f["ratio"] is None else f"{f['ratio']:.1f}x"
-        print(f"{f['name']:<64} {f['unit']:>8} {f['ours']:>12,.0f} {base:>12} {ratio:>8}  "
-              f"{f['goal']}")
+        print(
+            f"{f['name']:<64} {f['unit']:>8} {f['ours']:>12,.0f} {base:>12} {ratio:>8}  {f['goal']}"
+        )
         print(f"{'':<64}   vs {f['baseline_name']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")

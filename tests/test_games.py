@@ -30,8 +30,12 @@ def _ttt_x_line_moves(line: list[int]) -> list[int]:
     """X plays ``line``; O plays elsewhere without completing a line first."""
     others = [c for c in range(9) if c not in line]
     for o_moves in [others[:2], others[1:3], others[2:4], others[3:5]]:
-        if ttt.winner(np.array([2 if c in o_moves else 0 for c in range(9)] + [0, 0],
-                               dtype=np.int8)) == 0:
+        if (
+            ttt.winner(
+                np.array([2 if c in o_moves else 0 for c in range(9)] + [0, 0], dtype=np.int8)
+            )
+            == 0
+        ):
             break
     return [line[0], o_moves[0], line[1], o_moves[1], line[2]]
 
@@ -47,8 +51,12 @@ def test_tictactoe_x_wins_on_every_line(line: list[int]) -> None:
 def test_tictactoe_o_wins_on_every_line(line: list[int]) -> None:
     others = [c for c in range(9) if c not in line]
     # X scatters three pieces that never line up (checked), O completes ``line``.
-    for x_moves in ([others[0], others[1], others[3]], [others[0], others[2], others[4]],
-                    [others[1], others[2], others[5]], [others[0], others[3], others[5]]):
+    for x_moves in (
+        [others[0], others[1], others[3]],
+        [others[0], others[2], others[4]],
+        [others[1], others[2], others[5]],
+        [others[0], others[3], others[5]],
+    ):
         board = np.zeros(11, dtype=np.int8)
         board[x_moves] = 1
         if ttt.winner(board) == 0:
@@ -99,9 +107,7 @@ def test_connect_four_diagonals() -> None:
     falling = play(C4, [6, 5, 5, 4, 4, 3, 4, 3, 3, 0, 3])
     assert C4.outcome(falling) == GameOutcome(1.0)
     # The winning piece fills a gap inside the line, not its end.
-    gap = C4.state_from_board(
-        [".......", ".......", "...X...", "...X...", ".XOO...", "XOXO..O"]
-    )
+    gap = C4.state_from_board([".......", ".......", "...X...", "...X...", ".XOO...", "XOXO..O"])
     assert C4.outcome(gap) is None and C4.to_play(gap) == 0
     assert C4.outcome(C4.next_state(gap, 2)) == GameOutcome(1.0)
 

@@ -70,9 +70,7 @@ def test_alphabeta_takes_a_win_and_blocks_a_loss(depth: int) -> None:
     win = C4.state_from_board([".......", ".......", ".......", ".......", "O......", "XXX.OO."])
     assert ab.choose(C4, win, rng) == 3
     # X to move; O threatens the bottom row at column 6: X must block there.
-    block = C4.state_from_board(
-        [".......", ".......", ".......", ".......", "X......", "XXOOO.."]
-    )
+    block = C4.state_from_board([".......", ".......", ".......", ".......", "X......", "XXOOO.."])
     assert ab.choose(C4, block, rng) == 5
     # O to move must block X's vertical three.
     vertical = C4.state_from_board(

@@ -39,8 +39,9 @@ def _leaf_value(gid: int, s: np.ndarray, remaining: int) -> int:
 
 
 @njit(cache=True)
-def negamax(gid: int, stack: np.ndarray, moves: np.ndarray, depth: int, alpha: int,
-            beta: int) -> int:
+def negamax(
+    gid: int, stack: np.ndarray, moves: np.ndarray, depth: int, alpha: int, beta: int
+) -> int:
     """Fail-soft alpha-beta score of ``stack[0]`` for its player to move, searched ``depth`` plies.
 
     Iterative with explicit per-ply arrays: numba's on-disk cache cannot hold recursive
@@ -82,10 +83,8 @@ def negamax(gid: int, stack: np.ndarray, moves: np.ndarray, depth: int, alpha: i
                 return bests[0]
             v = -bests[ply]
             ply -= 1
-        if v > bests[ply]:
-            bests[ply] = v
-        if v > alphas[ply]:
-            alphas[ply] = v
+        bests[ply] = max(bests[ply], v)
+        alphas[ply] = max(alphas[ply], v)
 
 
 @njit(cache=True)
@@ -105,6 +104,5 @@ def root_scores(gid: int, root: np.ndarray, depth: int) -> np.ndarray:
         # A window just below the best so far: ties are scored exactly, worse moves cut early.
         v = -negamax(gid, stack, moves, depth - 1, NEG_INF, -(best - 1))
         out[a] = v
-        if v > best:
-            best = v
+        best = max(best, v)
     return out

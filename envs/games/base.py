@@ -121,7 +121,7 @@ class TwoPlayerGameEnv(gym.Env):
     """A text gymnasium env around any ``Game``: the observation is ``game.render_text``, the
     action one of ``game.action_to_text``; the reward goes to the player who just moved."""
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
 
     def __init__(self, game: Game, illegal_action: str = "lose", render_mode: str | None = None):
         try:

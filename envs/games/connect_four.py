@@ -130,12 +130,7 @@ def winner(s: np.ndarray) -> int:
     """0 if no four in a line, else the piece (1 or 2) that has one (a full-board scan)."""
     for k in range(WINDOWS.shape[0]):
         p = s[WINDOWS[k, 0]]
-        if (
-            p != 0
-            and p == s[WINDOWS[k, 1]]
-            and p == s[WINDOWS[k, 2]]
-            and p == s[WINDOWS[k, 3]]
-        ):
+        if p != 0 and p == s[WINDOWS[k, 1]] and p == s[WINDOWS[k, 2]] and p == s[WINDOWS[k, 3]]:
             return p
     return 0
 

@@ -54,8 +54,7 @@ def _solve() -> np.ndarray:
             for i in range(ttt.NUM_CELLS):
                 if cells[i] == 0:
                     v = -scores[code + piece * POW3[i]]
-                    if v > best:
-                        best = v
+                    best = max(best, v)
             scores[code] = best
     return scores
 

@@ -90,8 +90,13 @@ class AlphaBetaPlayer:
         else:
             scores = np.full(game.num_actions, alphabeta.NEG_INF, dtype=np.int64)
             for a in moves:
-                scores[a] = -_negamax_py(game, game.next_state(state, a), self.depth - 1,
-                                         alphabeta.NEG_INF, -alphabeta.NEG_INF)
+                scores[a] = -_negamax_py(
+                    game,
+                    game.next_state(state, a),
+                    self.depth - 1,
+                    alphabeta.NEG_INF,
+                    -alphabeta.NEG_INF,
+                )
         return _argmax_random_tie(scores, rng)
 
 
@@ -160,8 +165,10 @@ def _uct_py(game: Game, root: np.ndarray, sims: int, c: float, rng: np.random.Ge
                 value0 = _random_playout_py(game, child_state, rng)
                 break
             log_n = math.log(node[2])
-            i = max(children.values(),
-                    key=lambda j: tree[j][3] / tree[j][2] + c * math.sqrt(log_n / tree[j][2]))
+            i = max(
+                children.values(),
+                key=lambda j: tree[j][3] / tree[j][2] + c * math.sqrt(log_n / tree[j][2]),
+            )
             path.append(i)
             node = tree[i]
         for i in path:
