@@ -1,0 +1,241 @@
+"""Verifier speed: sandboxed code tests and math answer checks, against naive baselines.
+
+    python benchmarks/verify_speed.py [--quick]
+
+Measures, in the same run on the same inputs:
+  (a) sandbox executions per second of small programs: ``SandboxPool.run_many`` (fork-server
+      slots, every confinement on) vs a naive ``subprocess.run([python, file], timeout=...)`` per
+      program, one after the other, with no confinement at all;
+  (b) code tests verified per second on procedural tasks (reference solutions and wrong programs):
+      ``envs.code.verify.run_tests`` through the pool (one sandbox run per program, all its tests)
+      in "fork" mode and in "exec" mode (a fresh ``python -I -S`` per run) vs the naive baseline of
+      one ``subprocess.run([python, file])`` per test (program + that assert), sequential;
+  (c) math answer verifications per second: ``envs.math.answers.answers_match_many`` (its worker
+      pool, time limits, exact-match fast path) vs calling math-verify's ``parse`` + ``verify``
+      directly in this process, one pair after the other.
+Prints a table and writes benchmarks/results/verify_speed.json (DESIGN.md's benchmarks protocol).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from envs.code.sandbox import SandboxPool  # noqa: E402
+from envs.code.tasks import LEVELS, generate  # noqa: E402
+from envs.code.verify import run_tests  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "verify_speed.json"
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores; no GPU used"
+
+
+def _programs(n: int) -> list[str]:
+    """Small programs of the kind a policy writes: a function, a loop, some output."""
+    out = []
+    for i in range(n):
+        out.append(
+            f"def f(n):\n    return sum(k * k for k in range(n))\n"
+            f"print(f({100 + i}))\n"
+        )
+    return out
+
+
+def _naive_run(source: str, workdir: str, timeout: float = 5.0) -> bool:
+    path = os.path.join(workdir, "prog.py")
+    with open(path, "w") as f:
+        f.write(source)
+    try:
+        proc = subprocess.run([sys.executable, path], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return proc.returncode == 0
+
+
+def bench_executions(n: int, workers: int) -> tuple[float, float]:
+    progs = _programs(n)
+    with SandboxPool(workers) as pool:
+        pool.run_many(progs[:workers])  # start the slots (fork servers) before timing
+        t0 = time.perf_counter()
+        results = pool.run_many(progs)
+        ours = n / (time.perf_counter() - t0)
+    assert all(r.ok for r in results), [r.stderr for r in results if not r.ok][:1]
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        ok = [_naive_run(p, d) for p in progs]
+        base = n / (time.perf_counter() - t0)
+    assert all(ok)
+    return ours, base
+
+
+def _code_workload(n_tasks: int) -> list[tuple]:
+    work = []
+    for i in range(n_tasks):
+        task = generate(i, LEVELS[i % len(LEVELS)], "train")
+        program = task.reference_solution
+        if i % 3 == 2:  # a wrong program now and then
+            program = f"def {task.entry_point}(*a):\n    return a[0]\n"
+        work.append((task, program))
+    return work
+
+
+def bench_tests(n_tasks: int, workers: int) -> tuple[float, float, float, int]:
+    work = _code_workload(n_tasks)
+    n_tests = sum(len(t.tests) for t, _ in work)
+    rates = {}
+    verdicts = {}
+    with SandboxPool(workers) as pool:
+        for mode in ("fork", "exec"):
+            pool.run_many(["pass"] * workers, mode=mode)  # warm up
+            t0 = time.perf_counter()
+            futures = [pool._executor.submit(run_tests, t, p, pool=pool, mode=mode)
+                       for t, p in work]
+            reports = [f.result() for f in futures]
+            rates[mode] = n_tests / (time.perf_counter() - t0)
+            verdicts[mode] = [x for r in reports for x in r.passed]
+    naive = []
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        for task, program in work:
+            for test in task.tests:
+                naive.append(_naive_run(program + "\n" + test + "\n", d))
+        base = n_tests / (time.perf_counter() - t0)
+    assert verdicts["fork"] == verdicts["exec"] == naive, "verdicts differ from the baseline"
+    return rates["fork"], rates["exec"], base, n_tests
+
+
+def _math_pairs(n: int, offset: int = 0) -> list[tuple[str, str]]:
+    """Distinct (candidate, reference) pairs (no cache can help), equal and unequal, in forms a
+    policy writes: fractions vs decimals, expressions, sets, intervals, boxed solutions."""
+    pairs = []
+    for i in range(offset, offset + n):
+        a, b = i % 9 + 1, i % 7 + 2
+        kind = i % 8
+        if kind == 0:
+            pairs.append((f"\\frac{{{a}}}{{{2 * b}}}", f"{a / (2 * b)}"))
+        elif kind == 1:
+            pairs.append((f"\\frac{{{a * 3}}}{{{b * 3}}}", f"\\frac{{{a}}}{{{b}}}"))
+        elif kind == 2:
+            pairs.append((f"x^2+{2 * a}x+{a * a}", f"(x+{a})^2"))
+        elif kind == 3:
+            pairs.append((f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}"))
+        elif kind == 4:
+            pairs.append((f"The answer is \\boxed{{{i}}}", f"{i}"))
+        elif kind == 5:
+            pairs.append((f"{i}", f"{i + 1}"))
+        elif kind == 6:
+            pairs.append((f"\\{{{a},{b},{i}\\}}", f"\\{{{i},{b},{a}\\}}"))
+        else:
+            pairs.append((f"[{a},{i + 10})", f"[{a},{i + 11})"))
+    return pairs
+
+
+def bench_math(n: int) -> tuple[float, float, str] | None:
+    try:
+        from envs.math.answers import answers_match_many
+    except ImportError:
+        try:
+            from envs.math.answers import answers_match
+        except ImportError:
+            return None
+
+        def answers_match_many(pairs, timeout_s=2.0):  # type: ignore[no-redef]
+            return [answers_match(c, r, timeout_s) for c, r in pairs]
+    from math_verify import parse, verify
+
+    pairs = _math_pairs(n)
+    warm = _math_pairs(16, offset=n)
+    answers_match_many(warm)  # start the worker pool before timing
+    for c, r in warm:  # and import math-verify's parsers in this process
+        verify(parse(r), parse(c))
+    t0 = time.perf_counter()
+    ours_v = answers_match_many(pairs)
+    ours = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    base_v = []
+    for c, r in pairs:
+        try:
+            base_v.append(bool(verify(parse(r), parse(c))))
+        except Exception:  # noqa: BLE001
+            base_v.append(False)
+    base = n / (time.perf_counter() - t0)
+    agree = sum(a == b for a, b in zip(ours_v, base_v))
+    return ours, base, f"{agree}/{n} verdicts agree"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run (same code path)")
+    args = parser.parse_args()
+    workers = os.cpu_count() or 1
+    n_exec, n_tasks, n_math = (24, 9, 32) if args.quick else (300, 90, 400)
+
+    figures = []
+    ours, base = bench_executions(n_exec, workers)
+    figures.append(dict(
+        name=f"sandboxed executions/s, small programs ({workers} slots, fork mode)",
+        unit="executions/s", ours=ours, baseline=base,
+        baseline_name="subprocess.run([python, file]) per program, sequential, unconfined",
+        goal="> 1: confinement costs nothing against the naive runner"))
+    fork, exe, base, n_tests = bench_tests(n_tasks, workers)
+    figures.append(dict(
+        name=f"code tests verified/s ({n_tests} tests, {workers} slots, fork mode)",
+        unit="tests/s", ours=fork, baseline=base,
+        baseline_name="subprocess.run([python, file]) per test (program + assert), sequential",
+        goal="> 5"))
+    figures.append(dict(
+        name=f"code tests verified/s ({n_tests} tests, {workers} slots, exec mode)",
+        unit="tests/s", ours=exe, baseline=base,
+        baseline_name="subprocess.run([python, file]) per test (program + assert), sequential",
+        goal="> 1"))
+    math = bench_math(n_math)
+    if math is not None:
+        ours, base, agree = math
+        figures.append(dict(
+            name=f"math answer verifications/s ({n_math} pairs; {agree})",
+            unit="checks/s", ours=ours, baseline=base,
+            baseline_name="math_verify.parse + verify in-process, one by one, no time limit",
+            goal=">= 0.5: time limits and isolation at most halve the raw speed"))
+    for f in figures:
+        f["ratio"] = f["ours"] / f["baseline"] if f["baseline"] else float("inf")
+
+    print(f"{'figure':<72} {'ours':>10} {'baseline':>10} {'ratio':>7}")
+    for f in figures:
+        print(f"{f['name']:<72} {f['ours']:>10.1f} {f['baseline']:>10.1f} {f['ratio']:>7.2f}")
+        print(f"    baseline: {f['baseline_name']}")
+    if args.quick:
+        print("(--quick: not written to the results file)")
+        return
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "verify_speed",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "figures": figures,
+    }, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
