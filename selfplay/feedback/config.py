@@ -1,4 +1,8 @@
-"""Config of reward sources beside the environment's own (AI feedback)."""
+"""Config of reward sources beside the environment's own (AI feedback), Hydra group feedback/.
+
+``build_feedback`` (selfplay.feedback.base) turns each source into a ``Feedback``; the combined
+reward is ``env_weight * env_reward + sum(weight_i * source_i)``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,18 @@ from dataclasses import dataclass, field
 
 @dataclass
 class FeedbackSourceConfig:
+    """One AI-feedback source; fields a kind does not use are ignored by it."""
+
     kind: str = "judge_pointwise"  # "judge_pointwise" | "judge_pairwise" | "reward_model" | "process_reward"
     weight: float = 1.0  # weight of this source in the combined reward
-    path: str = ""  # checkpoint of the judge or reward model (empty: the policy's own engine)
+    path: str = ""  # judge: model dir served by an engine ("" = the policy's own); reward_model / process_reward(reward_model): a RewardModel dir
+    template: str = ""  # judge prompt template ("" = built-in); pointwise uses {prompt} {response}, pairwise {prompt} {response_a} {response_b}
+    max_response_chars: int = 2000  # judge: untrusted responses are cut to this many characters before token fitting
+    max_opponents: int = 4  # judge_pairwise: each response is compared with at most this many others of its prompt
+    batch_size: int = 32  # reward_model: sequences per forward when scoring
+    step_scorer: str = "arithmetic"  # process_reward: "arithmetic" (checks a op b = c claims) or "reward_model" (scores prefixes, needs path)
+    aggregate: str = "min"  # process_reward: how step scores become one reward: "min" | "last" | "mean"
+    step_separator: str = "\n"  # process_reward: a response is split into reasoning steps at this string
 
 
 @dataclass
