@@ -25,8 +25,13 @@ from dataclasses import dataclass
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config
-from transformers import Qwen2ForCausalLM
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from selfplay.policy.config import EngineConfig
 from selfplay.policy.engine import SamplingParams
@@ -118,10 +123,10 @@ def run(setup: Setup, lm: torch.nn.Module) -> list[dict]:
                          do_sample=temperature > 0, top_k=None, top_p=1.0,
                          temperature=temperature if temperature > 0 else 1.0)
 
-        def ours():
+        def ours(sampling=sampling):
             return engine.generate(prompts, sampling)
 
-        def theirs():
+        def theirs(hf_kwargs=hf_kwargs):
             with torch.inference_mode():
                 return hf.generate(ids, **hf_kwargs)
 
@@ -191,7 +196,7 @@ def main() -> None:
         print(f"{f['name']:<95} {f['ours']:>10.1f} {f['baseline']:>10.1f} {f['ratio']:>6.2f}x  {f['goal']}")
     result = {
         "benchmark": "engine_speed",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "quick": args.quick,
         "figures": figures,

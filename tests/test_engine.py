@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from selfplay.policy.config import EngineConfig, PolicyConfig
 from selfplay.policy.engine import Engine, EngineInputError, SamplingParams
 from selfplay.policy.factory import make_engine
-from selfplay.policy.model import PolicyModel, action_log_priors, build_policy
+from selfplay.policy.model import action_log_priors, build_policy
 from selfplay.policy.tokenizer import build_char_tokenizer
 from selfplay.policy.torch_engine import TorchEngine
 
@@ -98,7 +98,7 @@ def test_prefix_sharing_gives_identical_samples():
     shared, unshared = make(prefix_sharing=True), make(prefix_sharing=False)
     a = shared.generate(PROMPTS + ["hello"], sampling)
     b = unshared.generate(PROMPTS + ["hello"], sampling)
-    for ca, cb in zip(sum(a, []), sum(b, [])):
+    for ca, cb in zip([c for r in a for c in r], [c for r in b for c in r]):
         assert ca.token_ids == cb.token_ids
         np.testing.assert_allclose(ca.logprobs, cb.logprobs, atol=1e-5)
     assert shared.stats.prefill_tokens < unshared.stats.prefill_tokens

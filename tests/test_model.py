@@ -77,7 +77,7 @@ def test_multi_token_priors_match_sequence_logprobs(policy):
     ids = tok("go:abc").input_ids
     logp = torch.log_softmax(model.lm(torch.tensor([ids])).logits[0], -1)
     n = len(tok("go:").input_ids)
-    seq = lambda k: sum(logp[n - 1 + j, ids[n + j]] for j in range(k))  # noqa: E731
+    seq = lambda k: sum(logp[n - 1 + j, ids[n + j]] for j in range(k))
     c = logp[n - 1, tok("c", add_special_tokens=False).input_ids[0]]
     expected = torch.log_softmax(torch.stack([seq(2), c, seq(3)]), 0)
     assert torch.allclose(priors[0], expected, atol=1e-5)

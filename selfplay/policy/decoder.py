@@ -17,7 +17,6 @@ Two entry points, both pure tensor code with shapes in the comments:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,17 +28,17 @@ class LayerWeights:
 
     in_norm: torch.Tensor  # [H] input RMSNorm weight
     qkv_w: torch.Tensor  # [(Hq + 2 Hkv) D, H] q, k, v projections stacked
-    qkv_b: Optional[torch.Tensor]  # [(Hq + 2 Hkv) D] (Qwen2 has q/k/v biases)
+    qkv_b: torch.Tensor | None  # [(Hq + 2 Hkv) D] (Qwen2 has q/k/v biases)
     o_w: torch.Tensor  # [H, Hq D]
-    o_b: Optional[torch.Tensor]  # [H]
+    o_b: torch.Tensor | None  # [H]
     post_norm: torch.Tensor  # [H] post-attention RMSNorm weight
     gate_up_w: torch.Tensor  # [2 I, H] gate and up projections stacked
-    gate_up_b: Optional[torch.Tensor]  # [2 I]
+    gate_up_b: torch.Tensor | None  # [2 I]
     down_w: torch.Tensor  # [H, I]
-    down_b: Optional[torch.Tensor]  # [H]
+    down_b: torch.Tensor | None  # [H]
 
 
-def _cat_bias(*linears) -> Optional[torch.Tensor]:
+def _cat_bias(*linears) -> torch.Tensor | None:
     if all(lin.bias is None for lin in linears):
         return None
     return torch.cat(

@@ -14,13 +14,17 @@ learner's checkpoints) save into a temporary directory and rename it.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
-from transformers import PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from selfplay.policy.config import PolicyConfig
 from selfplay.policy.tokenizer import build_char_tokenizer, load_tokenizer
@@ -31,7 +35,7 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 class PolicyModel(nn.Module):
     """An HF causal LM (``self.lm``) plus ``value_head``: Linear(hidden, 1) then tanh."""
 
-    def __init__(self, lm: PreTrainedModel, tokenizer: Optional[PreTrainedTokenizerBase] = None):
+    def __init__(self, lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None = None):
         super().__init__()
         self.lm = lm
         self.tokenizer = tokenizer  # kept so save() writes a self-contained directory
@@ -50,7 +54,7 @@ class PolicyModel(nn.Module):
     def device(self) -> torch.device:
         return self.value_head.weight.device
 
-    def hidden(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None):
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """Final-norm hidden states [B, T, H] (the input of both the LM head and the value head)."""
         return self.lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
@@ -63,7 +67,7 @@ class PolicyModel(nn.Module):
         return torch.tanh(self.value_head(hidden).squeeze(-1)).float()
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """input_ids, attention_mask [B, T] (right-padded) -> logits [B, T, V], values [B, T]."""
         h = self.hidden(input_ids, attention_mask)  # [B, T, H]
@@ -71,7 +75,7 @@ class PolicyModel(nn.Module):
 
     # ---- persistence (HF format) -------------------------------------------------------------
 
-    def save(self, directory: str, tokenizer: Optional[PreTrainedTokenizerBase] = None) -> None:
+    def save(self, directory: str, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
         """Write an HF directory: LM weights + config, tokenizer files, value_head.safetensors."""
         os.makedirs(directory, exist_ok=True)
         self.lm.save_pretrained(directory)
@@ -82,7 +86,7 @@ class PolicyModel(nn.Module):
         save_file(head, os.path.join(directory, VALUE_HEAD_FILE))
 
     @classmethod
-    def load(cls, directory: str, dtype: torch.dtype = torch.float32) -> "PolicyModel":
+    def load(cls, directory: str, dtype: torch.dtype = torch.float32) -> PolicyModel:
         """Load a directory written by ``save`` or any local HF causal LM (fresh value head)."""
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"policy.path: no such directory: {directory!r}")
@@ -126,6 +130,6 @@ def build_policy(cfg: PolicyConfig) -> tuple[PolicyModel, PreTrainedTokenizerBas
 
 
 # The learner and the engine share one definition of the priors (see priors.py).
-from selfplay.policy.priors import action_log_priors  # noqa: E402
+from selfplay.policy.priors import action_log_priors
 
-__all__ = ["PolicyModel", "VALUE_HEAD_FILE", "action_log_priors", "build_policy", "llama_config"]
+__all__ = ["VALUE_HEAD_FILE", "PolicyModel", "action_log_priors", "build_policy", "llama_config"]

@@ -12,8 +12,8 @@ Everything is differentiable: the learner backpropagates through ``action_log_pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

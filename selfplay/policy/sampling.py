@@ -9,14 +9,12 @@ them. Log-probabilities are reported under the untempered distribution (as vLLM 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 
-def sequence_generator(seed: Optional[int], completion: int, fallback: np.random.Generator):
+def sequence_generator(seed: int | None, completion: int, fallback: np.random.Generator):
     """The generator of one completion: from (seed, completion index), or the engine's stream."""
     if seed is None:
         state = int(fallback.integers(0, 2**63 - 1))

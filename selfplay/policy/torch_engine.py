@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,12 @@ from selfplay.policy.engine import (
     EngineInputError,
     SamplingParams,
 )
-from selfplay.policy.priors import EncodedDecisions, encode_decisions, log_priors_from_ids, right_pad
+from selfplay.policy.priors import (
+    EncodedDecisions,
+    encode_decisions,
+    log_priors_from_ids,
+    right_pad,
+)
 from selfplay.policy.sampling import draw_uniforms, sample, sequence_generator
 from selfplay.policy.tokenizer import (
     encode_continuation,
@@ -52,8 +57,8 @@ class _Sequence:
     uniforms: list[float]  # one per token it may sample
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
-    finish_reason: Optional[str] = None
-    text: Optional[str] = None  # set when a stop string cut it
+    finish_reason: str | None = None
+    text: str | None = None  # set when a stop string cut it
 
 
 @dataclass
@@ -85,7 +90,8 @@ class TorchEngine:
     """The Engine protocol over a ``PolicyModel`` (which the engine moves to its device/dtype
     and from then on owns)."""
 
-    def __init__(self, model, tokenizer, cfg: EngineConfig = EngineConfig()):
+    def __init__(self, model, tokenizer, cfg: EngineConfig | None = None):
+        cfg = cfg if cfg is not None else EngineConfig()
         if cfg.dtype not in DTYPES:
             raise ValueError(f"engine.dtype: {cfg.dtype!r} is not one of {sorted(DTYPES)}")
         if cfg.max_batch_size < 1:
@@ -106,7 +112,7 @@ class TorchEngine:
         self._eos = self._eos_ids(model, tokenizer)
         self._rng = np.random.default_rng(cfg.seed)
         self._lock = threading.Lock()
-        self._cache: Optional[torch.Tensor] = None
+        self._cache: torch.Tensor | None = None
         # CUDA graphs need fixed shapes: the compiled step always covers every slot and the
         # whole context (the mask hides what is unused).
         self._static = cfg.compile and self.device.type == "cuda"
@@ -216,7 +222,7 @@ class TorchEngine:
         """Decode every sequence to completion with at most max_batch_size in flight."""
         slots_n = min(self.cfg.max_batch_size, len(seqs))
         cache = self._slot_cache(slots_n)
-        slots: list[Optional[_Sequence]] = [None] * slots_n
+        slots: list[_Sequence | None] = [None] * slots_n
         next_tok = [self._pad] * slots_n  # token each slot feeds next
         next_pos = [0] * slots_n  # position it is fed at
         queue = deque(seqs)
@@ -302,9 +308,7 @@ class TorchEngine:
         """Record a sampled token and decide whether the sequence is finished."""
         seq.token_ids.append(token)
         seq.logprobs.append(logprob)
-        if token in self._eos and not sampling.ignore_eos:
-            seq.finish_reason = "stop"
-        elif sampling.stop and self._cut_at_stop(seq, sampling.stop):
+        if token in self._eos and not sampling.ignore_eos or sampling.stop and self._cut_at_stop(seq, sampling.stop):
             seq.finish_reason = "stop"
         elif len(seq.token_ids) >= seq.budget:
             seq.finish_reason = "length"
@@ -359,7 +363,9 @@ class TorchEngine:
         """The KV cache, grown (never shrunk) to ``slots`` slots and kept between calls."""
         if self._cache is None or self._cache.shape[2] < slots:
             self._cache = None  # free the old one first
-            self._cache = self.decoder.new_cache(max(slots, self.cfg.max_batch_size if self._static else slots))
+            # CUDA graphs want one fixed buffer: size it for the largest batch up front.
+            size = max(slots, self.cfg.max_batch_size) if self._static else slots
+            self._cache = self.decoder.new_cache(size)
             if self._static:
                 torch._dynamo.mark_static_address(self._cache)  # a fixed buffer for CUDA graphs
         return self._cache

@@ -13,7 +13,7 @@ Limits, stated plainly:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ from selfplay.policy.tokenizer import encode_continuation, encode_prompt, load_t
 class VLLMEngine:
     """vLLM serving a policy directory (``PolicyModel.save`` output or any HF checkpoint)."""
 
-    def __init__(self, path: str, cfg: EngineConfig = EngineConfig()):
+    def __init__(self, path: str, cfg: EngineConfig | None = None):
+        cfg = cfg if cfg is not None else EngineConfig()
         self.cfg = cfg
         self.tokenizer = load_tokenizer(path)
         kwargs = {"max_model_len": cfg.max_model_len} if cfg.max_model_len > 0 else {}
@@ -107,7 +108,7 @@ class VLLMEngine:
         # vLLM's models take HF parameter names; drop our PolicyModel's "lm." prefix and the
         # value head, which vLLM does not serve.
         items = [
-            (k[3:] if k.startswith("lm.") else k, torch.as_tensor(v).detach().cpu())
+            (k.removeprefix("lm."), torch.as_tensor(v).detach().cpu())
             for k, v in weights.items()
             if not k.startswith("value_head.")
         ]
