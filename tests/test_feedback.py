@@ -3,7 +3,7 @@ quoting of untrusted responses, combining rewards, building sources from config,
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -151,8 +151,9 @@ def test_round_robin_reward_from_a_pairwise_judge():
     # response quality = its length; the judge is certain about which is longer
     class LongerWins:
         def compare(self, prompts, a, b):
-            return np.array([1.0 if len(x) > len(y) else 0.0 if len(x) < len(y) else 0.5
-                             for x, y in zip(a, b)])
+            return np.array(
+                [1.0 if len(x) > len(y) else 0.0 if len(x) < len(y) else 0.5 for x, y in zip(a, b)]
+            )
 
     rr = RoundRobinReward(LongerWins(), max_opponents=4)
     r = rr.score(["q", "q", "q", "lonely"], ["a", "aaa", "aa", "x"])
@@ -342,7 +343,8 @@ def test_arithmetic_verifier_rejects_wrong_steps(step):
 def test_arithmetic_verifier_steps_without_claims_and_no_eval():
     v = ArithmeticStepVerifier(no_claim_score=0.5)
     assert v("", "Answer: 7") == 0.5
-    assert v("", "__import__('os').system('echo hi') = 0") == 0.5  # not arithmetic: nothing to check
+    # not arithmetic, so nothing to check (and nothing is ever executed)
+    assert v("", "__import__('os').system('echo hi') = 0") == 0.5
 
 
 def test_aggregations_and_process_feedback():

@@ -7,7 +7,8 @@ are untrusted (a policy may learn to game its judge), so each source treats them
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -96,7 +97,9 @@ def _reward_model(src: FeedbackSourceConfig, engine_factory: EngineFactory) -> F
     from selfplay.feedback.reward_model import RewardModel, RewardModelFeedback
 
     if not src.path:
-        raise ValueError("feedback.sources: kind 'reward_model' needs path (a saved RewardModel dir)")
+        raise ValueError(
+            "feedback.sources: kind 'reward_model' needs path (a saved RewardModel dir)"
+        )
     model, tokenizer = RewardModel.load(src.path)
     return RewardModelFeedback(model, tokenizer, batch_size=src.batch_size)
 

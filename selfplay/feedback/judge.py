@@ -30,7 +30,7 @@ model, which is why the policy should not be its own judge for long.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class _PromptFitter:
         self.max_response_chars = max_response_chars
         tokenizer = getattr(engine, "tokenizer", None)
         max_len = getattr(engine, "max_len", None)
-        self._count: Optional[Callable[[str], int]] = None
+        self._count: Callable[[str], int] | None = None
         if tokenizer is not None and isinstance(max_len, int):
             # The longest label is appended after the prompt inside the engine.
             label_len = max(len(encode_continuation(tokenizer, s)) for s in labels)

@@ -13,9 +13,11 @@ solution however good the rest reads.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -90,7 +92,7 @@ def _tokens(text: str) -> list[str]:
     """Numbers and operators; any other character becomes "?" (a wall no claim crosses)."""
     out = []
     for m in _TOKEN.finditer(text):
-        num, op, other = m.groups()
+        num, op, _other = m.groups()
         out.append(num or op or "?")
     return out
 
@@ -102,7 +104,7 @@ class _Parser:
     def __init__(self, toks: list[str]):
         self.toks, self.i = toks, 0
 
-    def peek(self) -> Optional[str]:
+    def peek(self) -> str | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
 
     def expr(self) -> float:
@@ -146,7 +148,7 @@ class _Parser:
         raise ValueError(f"expected a number, got {tok!r}")
 
 
-def _parse_all(toks: list[str]) -> Optional[float]:
+def _parse_all(toks: list[str]) -> float | None:
     """The value of ``toks`` if they are exactly one expression, else None."""
     if not toks or len(toks) > 200:  # a claim is short; long runs are not worth parsing
         return None
@@ -158,7 +160,7 @@ def _parse_all(toks: list[str]) -> Optional[float]:
     return value if p.i == len(toks) and math.isfinite(value) else None
 
 
-def _longest_suffix(toks: list[str]) -> Optional[float]:
+def _longest_suffix(toks: list[str]) -> float | None:
     """The value of the longest tail of ``toks`` that is an expression ("So 3 + 4" -> 7)."""
     for start in range(len(toks)):
         value = _parse_all(toks[start:])
@@ -167,7 +169,7 @@ def _longest_suffix(toks: list[str]) -> Optional[float]:
     return None
 
 
-def _longest_prefix(toks: list[str]) -> Optional[float]:
+def _longest_prefix(toks: list[str]) -> float | None:
     """The value of the longest head of ``toks`` that is an expression ("7 (lent)" -> 7)."""
     for end in range(len(toks), 0, -1):
         value = _parse_all(toks[:end])
@@ -202,7 +204,7 @@ def arithmetic_claims(text: str) -> list[tuple[float, float]]:
                 segments.append([])
             else:
                 segments[-1].append(tok)
-        values: list[Optional[float]] = []
+        values: list[float | None] = []
         for k, seg in enumerate(segments):
             if k == 0:
                 values.append(_longest_suffix(seg))
@@ -210,7 +212,7 @@ def arithmetic_claims(text: str) -> list[tuple[float, float]]:
                 values.append(_longest_prefix(seg))
             else:
                 values.append(_parse_all(seg))
-        for left, right in zip(values, values[1:]):
+        for left, right in itertools.pairwise(values):
             if left is not None and right is not None:
                 claims.append((left, right))
         i = end
@@ -270,7 +272,9 @@ def _reward_model_prefixes(path: str, separator: str, batch_size: int) -> Proces
     from selfplay.feedback.reward_model import RewardModel, RewardModelFeedback
 
     if not path:
-        raise ValueError("feedback.sources: step_scorer 'reward_model' needs path (a RewardModel dir)")
+        raise ValueError(
+            "feedback.sources: step_scorer 'reward_model' needs path (a RewardModel dir)"
+        )
     model, tokenizer = RewardModel.load(path)
     return PrefixScorer(RewardModelFeedback(model, tokenizer, batch_size), separator)
 
@@ -292,11 +296,11 @@ def build_step_scorer(name: str, path: str, separator: str, batch_size: int) -> 
 
 __all__ = [
     "AGGREGATIONS",
+    "STEP_SCORERS",
     "ArithmeticStepVerifier",
     "PrefixScorer",
     "ProcessRewardFeedback",
     "ProcessRewardModel",
-    "STEP_SCORERS",
     "VerifierStepScorer",
     "aggregate_steps",
     "arithmetic_claims",

@@ -21,9 +21,9 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -50,11 +50,12 @@ class PreferencePair:
     prompt: str
     chosen: str
     rejected: str
-    margin: float = 0.0  # how clearly chosen wins (Llama 2: larger for "significantly better"); 0 = unknown
+    # How clearly chosen wins (Llama 2: larger for "significantly better"); 0 = unknown.
+    margin: float = 0.0
 
 
 def bradley_terry_loss(
-    r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: Optional[torch.Tensor] = None
+    r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Llama 2's ranking loss: mean over pairs of -log(sigmoid(r_chosen - r_rejected - margin)).
 
@@ -74,9 +75,7 @@ def bradley_terry_loss(
 class RewardModel(nn.Module):
     """A PolicyModel's LM body + ``head``: Linear(hidden, 1) at the last real token, no tanh."""
 
-    def __init__(
-        self, policy: PolicyModel, tokenizer: Optional[PreTrainedTokenizerBase] = None
-    ):
+    def __init__(self, policy: PolicyModel, tokenizer: PreTrainedTokenizerBase | None = None):
         super().__init__()
         self.policy = policy
         self.tokenizer = tokenizer if tokenizer is not None else policy.tokenizer
@@ -147,7 +146,7 @@ class RewardModel(nn.Module):
     @classmethod
     def load(
         cls, directory: str | Path, dtype: torch.dtype = torch.float32
-    ) -> tuple["RewardModel", PreTrainedTokenizerBase]:
+    ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
         head_path = Path(directory) / REWARD_HEAD_FILE
         if not head_path.exists():
             raise FileNotFoundError(
@@ -210,7 +209,9 @@ def train_reward_model(
     if not pairs:
         raise ValueError("train_reward_model: no preference pairs")
     if steps < 1 or batch_size < 1:
-        raise ValueError(f"train_reward_model: steps and batch_size must be >= 1 ({steps}, {batch_size})")
+        raise ValueError(
+            f"train_reward_model: steps and batch_size must be >= 1 ({steps}, {batch_size})"
+        )
     model.tokenizer = tokenizer
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=lr, weight_decay=weight_decay)
@@ -282,12 +283,7 @@ def pairs_from_verifier(
     out: list[PreferencePair] = []
     for prompt, scored in groups.items():
         items = list(scored.items())
-        candidates = [
-            (a, b, wa - wb)
-            for a, wa in items
-            for b, wb in items
-            if wa - wb > min_gap
-        ]
+        candidates = [(a, b, wa - wb) for a, wa in items for b, wb in items if wa - wb > min_gap]
         if len(candidates) > max_pairs_per_prompt:
             keep = rng.choice(len(candidates), size=max_pairs_per_prompt, replace=False)
             candidates = [candidates[i] for i in sorted(keep)]
@@ -325,7 +321,7 @@ class RewardModelFeedback:
     def __init__(
         self,
         model: RewardModel,
-        tokenizer: Optional[PreTrainedTokenizerBase] = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         batch_size: int = 32,
     ):
         if tokenizer is not None and tokenizer is not model.tokenizer:
@@ -337,8 +333,8 @@ class RewardModelFeedback:
 
 
 __all__ = [
-    "PreferencePair",
     "REWARD_HEAD_FILE",
+    "PreferencePair",
     "RewardModel",
     "RewardModelFeedback",
     "RewardTrainMetrics",
