@@ -57,16 +57,25 @@ log = logging.getLogger(__name__)
 # Extraction
 
 
+_BOXED = re.compile(r"\\(?:boxed|fbox)")
+
+
 def _last_boxed(text: str) -> str | None:
-    """Contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    while start != -1:
-        i = start + (6 if text.startswith("\\boxed", start) else 5)
-        while i < len(text) and text[i] == " ":
+    """Contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces.
+
+    Linear time: an earlier ``\\boxed`` only needs scanning up to the start of a later one that
+    did not close (if it has not closed by then, it never closes).
+    """
+    limit = len(text)
+    for match in reversed(list(_BOXED.finditer(text))):
+        start, i = match.start(), match.end()
+        if start >= limit:
+            continue  # inside a later \\boxed that did not close
+        while i < limit and text[i] == " ":
             i += 1
-        if i < len(text) and text[i] == "{":
+        if i < limit and text[i] == "{":
             depth = 0
-            for j in range(i, len(text)):
+            for j in range(i, limit):
                 ch = text[j]
                 if ch == "{":
                     depth += 1
@@ -74,12 +83,10 @@ def _last_boxed(text: str) -> str | None:
                     depth -= 1
                     if depth == 0:
                         return text[i + 1 : j].strip()
-            # unbalanced: look at an earlier \boxed
-        start = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start))
+        limit = start
     return None
 
 
-_ANSWER_LINE = re.compile(r"(?i)(?:final answer|answer)(?:\s+is)?\s*[:=]?\s*(?:is\s+)?(.*\S)")
 _ANSWER_ANCHOR = re.compile(r"(?i)\banswer\b\s*(?:is\b|:)")
 
 
