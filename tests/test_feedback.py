@@ -178,6 +178,10 @@ def test_a_huge_response_is_cut_to_fit_the_context(tiny_engine):
     for p in (fwd, rev):
         assert len(encode_prompt(tiny_engine.tokenizer, p)) + 1 <= tiny_engine.max_len
         assert "| short" in p and p.endswith("Answer (A or B): ")
+    # both orders show the same (cut) texts, swapped
+    a_fwd = fwd.split("Response A:\n")[1].split("\nResponse B:")[0]
+    b_rev = rev.split("Response B:\n")[1].split("\nAnswer")[0]
+    assert a_fwd == b_rev and a_fwd.endswith("[...truncated]")
     assert pair.compare(["q?"], [huge], ["x" * 3000]).shape == (1,)
 
 

@@ -87,27 +87,29 @@ class _PromptFitter:
     def _fits(self, prompt: str) -> bool:
         return self._count is None or self._count(prompt) <= self._budget
 
-    def build(self, render: Callable[..., str], responses: Sequence[str]) -> str:
-        """``render(*quoted_responses)`` with every response cut to one common length (so both
-        sides of a pair lose the same amount) that makes the prompt fit."""
-        cut = [_cut(r, self.max_response_chars) for r in responses]
-        prompt = render(*(quote(r) for r in cut))
-        if self._fits(prompt):
-            return prompt
-        longest = max(len(r) for r in cut)
+    def build(self, render: Callable[..., tuple[str, ...]], responses: Sequence[str]):
+        """``render(*quoted_responses)`` (a tuple of prompts: a pair's two orders) with every
+        response cut to one common length, the longest at which every prompt fits; so both
+        sides of a pair lose the same amount, and both orders show the same texts."""
 
-        def at(k: int) -> str:
-            return render(*(quote(_cut(r, k)) for r in cut))
+        def at(k: int) -> tuple[str, ...]:
+            return render(*(quote(_cut(r, k)) for r in responses))
 
-        if not self._fits(at(0)):
+        def fits(prompts: tuple[str, ...]) -> bool:
+            return all(self._fits(p) for p in prompts)
+
+        cap = min(self.max_response_chars, max(len(r) for r in responses))
+        if fits(prompts := at(cap)):
+            return prompts
+        if not fits(at(0)):
             raise EngineInputError(
                 "judge: the question and the instruction alone are longer than the judge's "
                 "context; shorten the template or the question"
             )
-        lo, hi = 0, longest  # at(lo) fits, at(hi) does not
+        lo, hi = 0, cap  # at(lo) fits, at(hi) does not
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if self._fits(at(mid)) else (lo, mid)
+            lo, hi = (mid, hi) if fits(at(mid)) else (lo, mid)
         return at(lo)
 
 
@@ -122,9 +124,10 @@ class PointwiseJudge:
         self._fitter = _PromptFitter(engine, DIGITS, max_response_chars)
 
     def judge_prompt(self, prompt: str, response: str) -> str:
-        return self._fitter.build(
-            lambda r: self.template.format(prompt=prompt, response=r), [response]
+        (text,) = self._fitter.build(
+            lambda r: (self.template.format(prompt=prompt, response=r),), [response]
         )
+        return text
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         _check_lengths(prompts, responses)
@@ -148,11 +151,12 @@ class PairwiseJudge:
 
     def judge_prompts(self, prompt: str, a: str, b: str) -> tuple[str, str]:
         """(a shown as A, b shown as A); both cut to the same lengths."""
-        fwd = self._fitter.build(
-            lambda x, y: self.template.format(prompt=prompt, response_a=x, response_b=y), [a, b]
-        )
-        rev = self._fitter.build(
-            lambda x, y: self.template.format(prompt=prompt, response_a=y, response_b=x), [a, b]
+        fwd, rev = self._fitter.build(
+            lambda x, y: (
+                self.template.format(prompt=prompt, response_a=x, response_b=y),
+                self.template.format(prompt=prompt, response_a=y, response_b=x),
+            ),
+            [a, b],
         )
         return fwd, rev
 
