@@ -3,8 +3,8 @@
 Modes:
 
 - ``single_turn``: the observation is the question; one action is the whole solution; reward 1.0
-  if its final answer (``extract_answer``, else the whole text) matches the reference, else 0.0;
-  the episode ends.
+  if its final answer (``extract_answer``; or the action itself when it is one short line, a bare
+  answer) matches the reference, else 0.0; the episode ends.
 - ``multi_step``: one reasoning step per action; the observation is the question followed by the
   steps so far, one per line. A step that holds a final answer (``Answer:`` or ``\\boxed``) ends the
   episode with the verifier's reward; ``max_steps`` steps without one end it (truncated) with 0.0.
@@ -39,11 +39,30 @@ ACTION_MAX_LENGTH = 8192
 _ELLIPSIS = "...\n"
 
 
+BARE_ANSWER_MAX_CHARS = 64
+
+
+def final_answer(text: str) -> str | None:
+    """The final answer a solution states (``extract_answer``), or the text itself when it is a
+    bare answer (one short line); None for reasoning that never states a final answer (which is
+    not searched for a matching number: that would reward listing candidates)."""
+    found = extract_answer(text)
+    if found is not None:
+        return found
+    bare = text.strip()
+    if bare and "\n" not in bare and len(bare) <= BARE_ANSWER_MAX_CHARS:
+        return bare
+    return None
+
+
 def check(problem: MathProblem, answer_text: object, timeout_s: float = 2.0) -> float:
     """The verifier: 1.0 if the final answer in ``answer_text`` matches the problem's, else 0.0."""
     if not isinstance(answer_text, str):
         return 0.0
-    return 1.0 if answers_match(answer_text, problem.answer, timeout_s=timeout_s) else 0.0
+    final = final_answer(answer_text)
+    if final is None:
+        return 0.0
+    return 1.0 if answers_match(final, problem.answer, timeout_s=timeout_s) else 0.0
 
 
 def has_final_answer(step: str) -> bool:
@@ -195,9 +214,7 @@ class MathEnv(gym.Env):
         reward = 0.0 if final_text is None else check(self.problem, final_text, self.answer_timeout_s)
         self.done = True
         info = self._info()
-        predicted = extract_answer(final_text) if final_text is not None else None
-        if final_text is not None and predicted is None:
-            predicted = final_text.strip()
+        predicted = final_answer(final_text) if final_text is not None else None
         info.update(
             answer=self.problem.answer,
             correct=reward > 0,
