@@ -247,7 +247,7 @@ class _Worker:
         return json.loads(line)
 
     def ask(self, candidate: str, reference: str, timeout_s: float) -> object:
-        self.proc.stdin.write(json.dumps([candidate, reference]).encode() + b"\n")
+        self.proc.stdin.write(json.dumps([candidate, reference, timeout_s]).encode() + b"\n")
         self.proc.stdin.flush()
         return self.read(timeout_s)
 
