@@ -33,8 +33,8 @@ here (it reads ``50%`` as 1/2 in plain text but cannot parse it in LaTeX), so we
 from __future__ import annotations
 
 import atexit
-import logging
 import json
+import logging
 import os
 import re
 import select
@@ -42,9 +42,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
-from typing import Iterable, Sequence
 
 MAX_ANSWER_CHARS = 10_000  # longer (after extraction) -> exact string comparison only
 MAX_NESTING = 64  # deeper bracket nesting -> exact string comparison only
@@ -199,8 +199,7 @@ def _max_nesting(s: str) -> int:
     for ch in s:
         if ch in "([{":
             depth += 1
-            if depth > best:
-                best = depth
+            best = max(best, depth)
         elif ch in ")]}":
             depth = max(0, depth - 1)
     return best

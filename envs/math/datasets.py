@@ -47,7 +47,7 @@ _LEVEL = re.compile(r"(\d+)")
 def _gsm8k(obj: dict) -> tuple[str, str, list[str], str, int]:
     question, answer = obj["question"], obj["answer"]
     if not isinstance(question, str) or not isinstance(answer, str):
-        raise ValueError("'question' and 'answer' must be strings")
+        raise ValueError("'question' and 'answer' must be strings")  # noqa: TRY004 - a malformed line
     if "####" not in answer:
         raise ValueError("GSM8K answer has no '#### <final answer>'")
     reasoning, final = answer.rsplit("####", 1)
@@ -61,7 +61,7 @@ def _gsm8k(obj: dict) -> tuple[str, str, list[str], str, int]:
 def _math(obj: dict) -> tuple[str, str, list[str], str, int]:
     problem, solution = obj["problem"], obj["solution"]
     if not isinstance(problem, str) or not isinstance(solution, str):
-        raise ValueError("'problem' and 'solution' must be strings")
+        raise ValueError("'problem' and 'solution' must be strings")  # noqa: TRY004 - a malformed line
     if "\\boxed" not in solution and "\\fbox" not in solution:
         raise ValueError("MATH solution has no \\boxed{...} final answer")
     final = extract_answer(solution)
@@ -75,7 +75,7 @@ def _math(obj: dict) -> tuple[str, str, list[str], str, int]:
 def parse_line(obj: object) -> tuple[str, str, list[str], str, int]:
     """(question, answer, steps, family, level) of one decoded line; ValueError when malformed."""
     if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004 - a malformed line
     if "question" in obj and "answer" in obj:
         return _gsm8k(obj)
     if "problem" in obj and "solution" in obj:

@@ -23,7 +23,8 @@ or is longer than ``max_action_chars``, is untrusted input: a wrong answer that 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 from gymnasium import spaces
@@ -95,7 +96,7 @@ def resolve_source(source: str) -> str:
 class MathEnv(gym.Env):
     """A math problem per episode; text observation, text action, verifier reward."""
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
 
     def __init__(
         self,

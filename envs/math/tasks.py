@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 FAMILIES = ("addition", "subtraction", "multiplication", "linear")
 ARITHMETIC_FAMILIES = ("addition", "subtraction", "multiplication")
