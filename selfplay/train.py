@@ -86,151 +86,255 @@ def train_main(cfg) -> int:
 
 def train(cfg) -> dict[str, Any]:
     """Run the training job to its budget; returns a summary (also written to summary.json)."""
-    import ray
-
-    from selfplay.atomic import atomic_write_json
-    from selfplay.metrics import MetricsWriter, ProgressDisplay
-    from selfplay.replay.actor import remote_replay_actor
-    from selfplay.workers import EvaluatorWorker, LearnerWorker, RolloutWorker
-
     run_dir = Path(cfg.run.dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    publish_every = _cadence(cfg.learner.publish_every, "learner.publish_every")
-    eval_every = _cadence(cfg.run.eval_every, "run.eval_every")
     init_ray(cfg)
-
-    replay = remote_replay_actor(
-        str(run_dir), cfg.learner.replay_window, cfg.learner.max_staleness,
-        cfg.learner.prioritized, resume=cfg.run.resume,
-    )
-    learner = ray.remote(LearnerWorker).options(num_cpus=0).remote(plain_cfg, str(run_dir), replay)
-    evaluator = ray.remote(EvaluatorWorker).options(num_cpus=0).remote(plain_cfg, str(run_dir))
-    actors = [
-        ray.remote(RolloutWorker).options(num_cpus=0).remote(plain_cfg, i)
-        for i in range(cfg.run.num_actors)
-    ]
-    state = ray.get(learner.state.remote())
-    progress = Progress(version=state["version"], incumbent=state["incumbent"],
-                        learner_step=state["step"], last_publish_step=state["step"])
-    progress.episodes = ray.get(replay.stats.remote())["episodes"]
-    incumbent_weights = ray.get(learner.weights_of.remote(progress.incumbent))
-    ray.get([a.set_weights.remote(incumbent_weights, progress.incumbent) for a in actors])
-    incumbent_ref = ray.put(incumbent_weights)
-
-    metrics = MetricsWriter(run_dir / "tensorboard")
-    display = ProgressDisplay(cfg.run.budget_minutes, cfg.run.budget_steps, enabled=cfg.run.progress)
-    seed = cfg.run.seed * 1_000_003 + progress.learner_step
-    plays = {a.play.remote(cfg.run.games_per_actor, seed + i): a for i, a in enumerate(actors)}
-    seed += len(actors)
-    training = None  # the learner's in-flight batch of steps
-    gating = None  # (future, candidate version, candidate weights ref)
-    evaluating = None
-    stop_reason = ""
-    deadline = progress.started + 60 * cfg.run.budget_minutes if cfg.run.budget_minutes > 0 else None
-    steps_per_call = 4
+    driver = Driver(cfg, run_dir)
     try:
-        while True:
-            now = time.time()
-            if deadline and now >= deadline:
-                stop_reason = "budget_minutes"
-            elif cfg.run.budget_steps and progress.learner_step >= cfg.run.budget_steps:
-                stop_reason = "budget_steps"
-            elif progress.unbeaten and cfg.run.stop_when_unbeaten:
-                stop_reason = "unbeaten"
-            if stop_reason:
-                break
-            waiting = list(plays) + [f for f in (training, gating and gating[0], evaluating) if f]
-            done, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
-            for ref in done:
-                if ref in plays:
-                    actor = plays.pop(ref)
-                    episodes = ray.get(ref)
-                    progress.decisions = ray.get(replay.add.remote(episodes))
-                    progress.episodes += len(episodes)
-                    metrics.episodes(episodes, progress.learner_step)
-                    plays[actor.play.remote(cfg.run.games_per_actor, seed)] = actor
-                    seed += 1
-                elif ref is training:
-                    training = None
-                    results = ray.get(ref)
-                    progress.learner_step += len(results)
-                    metrics.learner(results, progress.learner_step)
-                elif gating and ref is gating[0]:
-                    verdict = ray.get(ref)
-                    candidate, cand_ref = gating[1], gating[2]
-                    gating = None
-                    metrics.scalar("arena/gate_score", verdict["score"], progress.learner_step)
-                    if verdict["accepted"]:
-                        progress.incumbent = candidate
-                        incumbent_ref = cand_ref
-                        ray.get(learner.set_incumbent.remote(candidate))
-                        # Actors switch versions between games: the next play call uses it.
-                        for a in actors:
-                            a.set_weights.remote(incumbent_ref, candidate)
-                    verb = "accepted" if verdict["accepted"] else "rejected"
-                    display.note(f"v{candidate} {verb} (score {verdict['score']:.2f} vs the incumbent)")
-                elif ref is evaluating:
-                    evaluating = None
-                    results = ray.get(ref)
-                    ratings = ray.get(evaluator.ratings.remote())
-                    progress.unbeaten = metrics.arena(results, ratings, progress.learner_step,
-                                                      cfg.run.stop_when_unbeaten)
-            # The learner starts once the store holds enough decisions, and keeps a bounded
-            # ratio of learner steps to new episodes so it does not overfit a small store.
-            if training is None and progress.decisions >= cfg.learner.min_replay_steps and ray.get(
-                    replay.num_decisions.remote(progress.incumbent)) > 0:
-                allowed = cfg.learner.max_steps_per_episode_ratio * max(progress.episodes, 1)
-                if progress.learner_step < allowed:
-                    training = learner.train.remote(steps_per_call, seed)
-                    seed += steps_per_call
-            now = time.time()
-            if (gating is None and training is None
-                    and publish_every.due(progress.learner_step - progress.last_publish_step,
-                                          now - progress.last_publish_time)
-                    and progress.learner_step > progress.last_publish_step):
-                version, weights = ray.get(learner.publish.remote())
-                progress.version = version
-                progress.last_publish_step, progress.last_publish_time = progress.learner_step, now
-                cand_ref = ray.put(weights)
-                gating = (evaluator.gate.remote(cand_ref, version, incumbent_ref, progress.incumbent, seed),
-                          version, cand_ref)
-                seed += 1
-            if (evaluating is None
-                    and eval_every.due(progress.learner_step - progress.last_eval_step,
-                                       now - progress.last_eval_time)):
-                progress.last_eval_step, progress.last_eval_time = progress.learner_step, now
-                evaluating = evaluator.evaluate.remote(incumbent_ref, progress.incumbent,
-                                                       cfg.arena.eval_games, seed)
-                seed += 1
-            display.update(progress)
+        driver.loop()
     finally:
-        display.close()
-    # Final: a checkpoint of the last weights, and one evaluation of the incumbent.
-    ray.get(learner.checkpoint.remote())
-    final = ray.get(evaluator.evaluate.remote(incumbent_ref, progress.incumbent, cfg.arena.eval_games, seed))
-    ratings = ray.get(evaluator.ratings.remote())
-    metrics.arena(final, ratings, progress.learner_step, cfg.run.stop_when_unbeaten)
-    metrics.close()
-    summary = {
-        "run_dir": str(run_dir),
-        "stop_reason": stop_reason,
-        "seconds": time.time() - progress.started,
-        "episodes": progress.episodes,
-        "decisions": progress.decisions,
-        "learner_steps": progress.learner_step,
-        "latest_version": progress.version,
-        "incumbent_version": progress.incumbent,
-        "final_evaluation": final,
-        "elo": ratings,
-    }
-    atomic_write_json(run_dir / "summary.json", summary)
-    for a in actors:
-        ray.kill(a)
-    for handle in (learner, evaluator, replay):
-        ray.kill(handle)
-    return summary
+        driver.display.close()
+    return driver.finish()
+
+
+class Driver:
+    """Routes work between the actors. Every remote call is asynchronous; the loop waits on
+    whichever finishes first and reacts to it, so no actor waits on another without need."""
+
+    def __init__(self, cfg, run_dir: Path):
+        import ray
+
+        from selfplay.metrics import MetricsWriter, ProgressDisplay
+        from selfplay.replay.actor import remote_replay_actor
+        from selfplay.workers import EvaluatorWorker, LearnerWorker, RolloutWorker
+
+        self.cfg, self.run_dir = cfg, run_dir
+        self.publish_every = _cadence(cfg.learner.publish_every, "learner.publish_every")
+        self.eval_every = _cadence(cfg.run.eval_every, "run.eval_every")
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        self.replay = remote_replay_actor(
+            str(run_dir), cfg.learner.replay_window, cfg.learner.max_staleness,
+            cfg.learner.prioritized, resume=cfg.run.resume,
+        )
+        # num_cpus=0: on a 2-core laptop reserving a core per actor would leave none to start
+        # the others; the OS shares the cores, and pacing (below) keeps the work balanced.
+        self.learner = ray.remote(LearnerWorker).options(num_cpus=0).remote(plain, str(run_dir), self.replay)
+        self.evaluator = ray.remote(EvaluatorWorker).options(num_cpus=0).remote(plain, str(run_dir))
+        self.actors = [ray.remote(RolloutWorker).options(num_cpus=0).remote(plain, i)
+                       for i in range(cfg.run.num_actors)]
+        state = ray.get(self.learner.state.remote())
+        self.progress = Progress(version=state["version"], incumbent=state["incumbent"],
+                                 learner_step=state["step"], last_publish_step=state["step"])
+        stats = ray.get(self.replay.stats.remote())
+        self.progress.episodes, self.progress.decisions = stats["episodes"], stats["steps"]
+        self.incumbent_ref = ray.put(ray.get(self.learner.weights_of.remote(self.progress.incumbent)))
+        ray.get([a.set_weights.remote(self.incumbent_ref, self.progress.incumbent) for a in self.actors])
+        self.metrics = MetricsWriter(run_dir / "tensorboard")
+        self.display = ProgressDisplay(cfg.run.budget_minutes, cfg.run.budget_steps,
+                                       enabled=cfg.run.progress)
+        self.seed = cfg.run.seed * 1_000_003 + self.progress.learner_step
+        self.plays: dict[Any, Any] = {}  # in-flight play call -> actor
+        self.idle = list(self.actors)  # actors held back by pacing
+        self.training = None  # in-flight call of learner steps
+        self.gating = None  # (in-flight gate call, candidate version, candidate weights ref)
+        self.evaluating = None  # in-flight evaluation against the references
+        self.stop_reason = ""
+        budget = cfg.run.budget_minutes
+        self.deadline = self.progress.started + 60 * budget if budget > 0 else None
+
+    def next_seed(self) -> int:
+        self.seed += 1
+        return self.seed
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def loop(self) -> None:
+        import ray
+
+        while not self.should_stop():
+            self.maybe_play()
+            waiting = list(self.plays) + [
+                f for f in (self.training, self.gating and self.gating[0], self.evaluating) if f]
+            done, _ = ray.wait(waiting, num_returns=1, timeout=1.0) if waiting else ([], [])
+            for ref in done:
+                if ref in self.plays:
+                    self.on_episodes(ref)
+                elif ref is self.training:
+                    self.on_learner_steps(ref)
+                elif self.gating and ref is self.gating[0]:
+                    self.on_gate(ref)
+                elif ref is self.evaluating:
+                    self.on_evaluation(ref)
+            self.maybe_publish()
+            self.maybe_evaluate()
+            self.maybe_train()
+            self.display.update(self.progress)
+
+    def should_stop(self) -> bool:
+        p, run = self.progress, self.cfg.run
+        if self.deadline and time.time() >= self.deadline:
+            self.stop_reason = "budget_minutes"
+        elif run.budget_steps and p.learner_step >= run.budget_steps:
+            self.stop_reason = "budget_steps"
+        elif p.unbeaten and run.stop_when_unbeaten:
+            self.stop_reason = f"unbeaten by {run.stop_when_unbeaten}"
+        return bool(self.stop_reason)
+
+    # -- pacing --------------------------------------------------------------------------------
+    # Self-play and learning share the machine. ``learner.samples_per_decision`` is how many
+    # times the learner draws each self-play decision on average; whichever side runs ahead of
+    # that ratio waits, so neither burns the cores the other needs.
+
+    def learner_samples(self) -> float:
+        return self.progress.learner_step * self.cfg.learner.batch_size
+
+    def actors_may_play(self) -> bool:
+        ratio = self.cfg.learner.samples_per_decision
+        if ratio <= 0:
+            return True
+        slack = self.cfg.learner.min_replay_steps + self.cfg.learner.batch_size
+        return self.progress.decisions <= slack + self.learner_samples() / ratio
+
+    def learner_may_step(self) -> bool:
+        ratio = self.cfg.learner.samples_per_decision
+        return ratio <= 0 or self.learner_samples() < self.progress.decisions * ratio
+
+    # -- events --------------------------------------------------------------------------------
+
+    def maybe_play(self) -> None:
+        while self.idle and self.actors_may_play():
+            actor = self.idle.pop()
+            self.plays[actor.play.remote(self.cfg.run.games_per_actor, self.next_seed())] = actor
+
+    def on_episodes(self, ref) -> None:
+        import ray
+
+        self.idle.append(self.plays.pop(ref))
+        episodes = ray.get(ref)
+        self.progress.decisions = ray.get(self.replay.add.remote(episodes))
+        self.progress.episodes += len(episodes)
+        self.metrics.episodes(episodes, self.progress.learner_step)
+
+    def maybe_train(self) -> None:
+        import ray
+
+        if self.training is not None or self.progress.decisions < self.cfg.learner.min_replay_steps:
+            return
+        if not self.learner_may_step():
+            return
+        if ray.get(self.replay.num_decisions.remote(self.progress.incumbent)) == 0:
+            return  # everything in the window is staler than learner.max_staleness allows
+        steps = self.cfg.learner.steps_per_call
+        self.training = self.learner.train.remote(steps, self.seed)
+        self.seed += steps
+
+    def on_learner_steps(self, ref) -> None:
+        import ray
+
+        self.training = None
+        results = ray.get(ref)
+        self.progress.learner_step += len(results)
+        self.metrics.learner(results, self.progress.learner_step)
+
+    def maybe_publish(self) -> None:
+        import ray
+
+        p = self.progress
+        if self.gating is not None or self.training is not None or p.learner_step <= p.last_publish_step:
+            return
+        now = time.time()
+        if not self.publish_every.due(p.learner_step - p.last_publish_step, now - p.last_publish_time):
+            return
+        version, weights = ray.get(self.learner.publish.remote())
+        p.version, p.last_publish_step, p.last_publish_time = version, p.learner_step, now
+        candidate_ref = ray.put(weights)
+        gate_call = self.evaluator.gate.remote(
+            candidate_ref, version, self.incumbent_ref, p.incumbent, self.next_seed())
+        self.gating = (gate_call, version, candidate_ref)
+
+    def on_gate(self, ref) -> None:
+        import ray
+
+        verdict = ray.get(ref)
+        _, candidate, candidate_ref = self.gating
+        self.gating = None
+        self.metrics.scalar("arena/gate_score", verdict["score"], self.progress.learner_step)
+        verb = "accepted" if verdict["accepted"] else "rejected"
+        self.display.note(f"v{candidate} {verb}: score {verdict['score']:.2f} against "
+                          f"v{self.progress.incumbent}")
+        if verdict["accepted"]:
+            self.progress.incumbent, self.incumbent_ref = candidate, candidate_ref
+            ray.get(self.learner.set_incumbent.remote(candidate))
+            # Actors switch versions between games: their next play call uses it.
+            for actor in self.actors:
+                actor.set_weights.remote(candidate_ref, candidate)
+
+    def maybe_evaluate(self) -> None:
+        p = self.progress
+        now = time.time()
+        if self.evaluating is not None or not self.eval_every.due(
+                p.learner_step - p.last_eval_step, now - p.last_eval_time):
+            return
+        p.last_eval_step, p.last_eval_time = p.learner_step, now
+        self.evaluating = self.evaluator.evaluate.remote(
+            self.incumbent_ref, p.incumbent, self.cfg.arena.eval_games, self.next_seed())
+
+    def on_evaluation(self, ref) -> None:
+        import ray
+
+        self.evaluating = None
+        self.record_evaluation(ray.get(ref))
+
+    def record_evaluation(self, results: list[dict], announce: bool = True) -> None:
+        import ray
+
+        ratings = ray.get(self.evaluator.ratings.remote())
+        self.progress.unbeaten = self.metrics.arena(
+            results, ratings, self.progress.learner_step, self.cfg.run.stop_when_unbeaten)
+        for r in results if announce else ():
+            self.display.note(f"eval v{self.progress.incumbent}: {r['a']} vs {r['b']} "
+                              f"W/D/L {r['wins']}/{r['draws']}/{r['losses']}")
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, Any]:
+        """Settle what is in flight, publish the last weights, evaluate once more, summarise."""
+        import ray
+
+        from selfplay.atomic import atomic_write_json
+
+        p = self.progress
+        if self.training is not None:
+            self.on_learner_steps(self.training)
+        if self.gating is not None:
+            self.on_gate(self.gating[0])
+        # The last weights become a version of their own: a published version's checkpoint is
+        # never rewritten, and a resumed run continues from here.
+        if p.learner_step > p.last_publish_step:
+            p.version, _ = ray.get(self.learner.publish.remote())
+        if self.evaluating is not None:
+            ray.get(self.evaluating)
+        final = ray.get(self.evaluator.evaluate.remote(
+            self.incumbent_ref, p.incumbent, self.cfg.arena.eval_games, self.next_seed()))
+        self.record_evaluation(final, announce=False)
+        self.metrics.close()
+        summary = {
+            "run_dir": str(self.run_dir),
+            "stop_reason": self.stop_reason,
+            "seconds": time.time() - p.started,
+            "episodes": p.episodes,
+            "decisions": p.decisions,
+            "learner_steps": p.learner_step,
+            "latest_version": p.version,
+            "incumbent_version": p.incumbent,
+            "final_evaluation": final,
+            "elo": ray.get(self.evaluator.ratings.remote()),
+        }
+        atomic_write_json(self.run_dir / "summary.json", summary)
+        for handle in [*self.actors, self.learner, self.evaluator, self.replay]:
+            ray.kill(handle)
+        return summary
 
 
 def summary_text(cfg, summary: dict[str, Any]) -> str:

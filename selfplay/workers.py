@@ -93,8 +93,8 @@ class LearnerWorker:
     """Owns the trainable weights; steps on replay batches; publishes and checkpoints versions."""
 
     def __init__(self, cfg: dict, run_dir: str, replay: Any):
-        torch.set_num_threads(1)
         self.cfg = OmegaConf.create(cfg)
+        torch.set_num_threads(self.cfg.learner.num_threads)
         self.run_dir = Path(run_dir)
         self.replay = replay
         model, tokenizer = build_policy(self.cfg.policy)

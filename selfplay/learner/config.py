@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass
 class LearnerConfig:
     loss: str = "alphazero"  # name in the loss registry
-    lr: float = 3e-3  # AdamW learning rate
+    lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 1e-4  # AdamW weight decay
     warmup_steps: int = 20  # linear learning-rate warm-up
     batch_size: int = 256  # decisions per learner step
@@ -20,4 +20,6 @@ class LearnerConfig:
     replay_window: int = 20000  # sample from the most recent decisions only
     max_staleness: int = 0  # drop decisions played more than this many versions ago (0 = keep all)
     prioritized: bool = False  # sample in proportion to the stored priorities
-    max_steps_per_episode_ratio: float = 4.0  # learner steps per new episode at most (keeps learner and actors in step)
+    samples_per_decision: float = 4.0  # times the learner draws each self-play decision on average; the side ahead waits (0 = no pacing)
+    steps_per_call: int = 8  # learner steps per remote call (fewer round trips; publishing waits for a call to end)
+    num_threads: int = 1  # torch threads of the learner process

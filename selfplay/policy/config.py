@@ -12,11 +12,11 @@ class PolicyConfig:
 
     name: str = "tiny"  # a label for logs and checkpoints
     path: Optional[str] = None  # local HF directory to load; None builds a fresh model from the sizes
-    hidden_size: int = 128  # width of the residual stream
-    num_layers: int = 4  # transformer blocks
+    hidden_size: int = 64  # width of the residual stream
+    num_layers: int = 2  # transformer blocks
     num_heads: int = 4  # attention heads
     num_kv_heads: int = 2  # key/value heads (grouped-query attention)
-    intermediate_size: int = 384  # SwiGLU inner width
+    intermediate_size: int = 192  # SwiGLU inner width
     max_seq_len: int = 256  # context length (RoPE positions)
     rope_theta: float = 10000.0  # RoPE base
     seed: int = 0  # initialisation seed of a fresh model
