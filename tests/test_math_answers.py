@@ -164,3 +164,47 @@ def test_extract_answer_is_linear_on_huge_text():
 
 def test_extract_answer_non_string():
     assert extract_answer(None) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("where", ["main thread", "other thread"])
+def test_one_pathological_pair_in_a_batch(pool, where):
+    """The bad pair costs its limit and a worker; every normal pair still gets its verdict."""
+    pool.warm_up()
+    normal = list(CASES)
+    batch = [(c, r) for c, r, _ in normal]
+    bad_at = len(batch) // 3
+    batch.insert(bad_at, (ADVERSARIAL["power tower"], "3"))
+    expected = [e for _, _, e in normal]
+    expected.insert(bad_at, False)
+    out: list = []
+
+    def run() -> None:
+        start = time.monotonic()
+        got = answers_match_many(batch, timeout_s=LIMIT_S)
+        out.append((got, time.monotonic() - start))
+
+    if where == "main thread":
+        run()
+    else:
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=60)
+    assert out, "the call hung"
+    got, took = out[0]
+    wrong = [(batch[i], e) for i, (g, e) in enumerate(zip(got, expected)) if g != e]
+    assert not wrong, f"wrong verdicts: {wrong}"
+    # ~1.1 s here: the bad pair costs LIMIT_S on one worker while the other decides the rest
+    # (0.2 s of work on a warm pool); the margin is for a shared, busy machine
+    assert took < LIMIT_S + 2.0, f"{took:.2f}s"
+
+
+def test_sets_and_intervals_of_numbers_in_process():
+    from envs.math.answers import _decide_in_process
+
+    assert _decide_in_process("\\{7,8,6\\}", "\\{6,8,7\\}") is True
+    assert _decide_in_process("\\{1,2\\}", "\\{1,3\\}") is False
+    assert _decide_in_process("[8,17)", "[8,18)") is False
+    assert _decide_in_process("(-\\infty,2]", "(-\\infty, 2]") is True
+    assert _decide_in_process("(1,2)", "[1,2]") is None  # different shapes: math-verify decides
+    assert _decide_in_process("\\{0.5,1\\}", "\\{\\frac{1}{3},1\\}") is None  # a decimal: ask
+    assert _decide_in_process("3/4", "2/3") is False

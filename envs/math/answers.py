@@ -5,20 +5,30 @@ LaTeX and plain expressions well, but some inputs make sympy run for ever (``9^{
 ``9!!!!!``) and its own timeout uses ``signal.alarm`` (main thread only). So its timeouts are off
 (``parsing_timeout=None``, ``timeout_seconds=None``) and every parse+verify runs in a small pool of
 persistent worker processes (``_verify_worker.py``, a plain script: no ``__main__`` re-import, no
-process-global multiprocessing settings); a worker that runs past the limit is killed and replaced
-in the background, and the call returns False. Any thread may call.
+process-global multiprocessing settings). A call hands each worker a chunk of pairs and reads the
+per-pair verdicts as they come (``select`` on the pipes, no polling); a worker whose current pair
+runs past the limit is killed and replaced in the background, that pair gets False, and the rest of
+its chunk goes to another worker. Any thread may call; a pathological pair costs the limit.
 
 How a pair is decided, cheapest first:
 
 1. both sides go through ``extract_answer`` (a full solution text is reduced to its final answer;
    a bare answer is kept as it is) and a light normalisation (``$``, spaces, ``\\!``, thousands
    separators ``1,000``, a trailing ``.``, a leading ``x =``, a trailing percent sign);
-2. equal normalised strings, or equal plain numbers (integers, decimals, ``a/b``) -> True in-process;
-   two different plain integers -> False in-process (no worker needed: GSM8K answers are fast);
+2. in-process, no worker: equal normalised strings, or equal plain numbers (integers, decimals,
+   ``a/b``, ``\\frac{a}{b}``) -> True; two different exact numbers (integers, fractions) -> False;
+   sets ``\\{1,2\\}`` and intervals / tuples ``[0,1)`` of plain numbers (or infinities) of the same
+   shape -> True when the items are equal (as sets for sets, in order otherwise), False when they
+   differ and every item is exact (a decimal item goes to the worker, for math-verify's rounding);
 3. guards: over ``MAX_ANSWER_CHARS`` characters or bracket nesting deeper than ``MAX_NESTING``
-   -> the in-process fallback only (never handed to sympy);
+   -> False (never handed to sympy);
 4. otherwise math-verify in a worker, reference as gold: ``verify(parse(\\boxed{ref}),
-   parse(\\boxed{cand}))``; True if it says so or if the fallback says so.
+   parse(\\boxed{cand}))`` (each distinct pair of a batch once; parsed references are cached in the
+   worker); True if it says so or if the fallback says so.
+
+Bare answers are parsed as LaTeX (wrapped in ``\\boxed{}``): plain ``math_verify.parse`` on a bare
+string without ``$`` or ``\\boxed`` cannot read ``x^2+6x+9``, ``4\\sqrt{5}`` or ``\\{1,2\\}`` and
+returns nothing (so ``verify`` says False even for equal answers); we say True for those.
 
 The fallback is exact comparison of the normalised strings plus numeric comparison of plain numbers
 (exact for integers and fractions; within 1e-6 relative when a decimal is involved, like
@@ -27,7 +37,9 @@ math-verify's rounding).
 Percent: a trailing ``%`` / ``\\%`` is dropped, so ``50%`` equals ``50`` and does NOT equal ``0.5``.
 Benchmarks write "what percent ..." answers as the number of percent (GSM8K ``#### 50``); reading
 ``50%`` as ``0.5`` would reward ``0.5`` for such a question. math-verify itself is inconsistent
-here (it reads ``50%`` as 1/2 in plain text but cannot parse it in LaTeX), so we normalise first.
+here (on plain text it accepts ``50%`` as both ``50`` and ``0.5``; in LaTeX it cannot parse it),
+so we normalise first. A deliberate difference from plain math-verify, as is step 1's extraction
+(``Answer: 18`` equals ``18``; boxed math-verify finds no answer in it).
 """
 
 from __future__ import annotations
@@ -42,13 +54,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 MAX_ANSWER_CHARS = 10_000  # longer (after extraction) -> exact string comparison only
 MAX_NESTING = 64  # deeper bracket nesting -> exact string comparison only
 WORKER_WAIT_S = 30.0  # at most this long to wait for a free (or starting) worker
+MAX_CHUNK = 16  # pairs sent to a worker in one request
 _MAX_NUMBER_DIGITS = 200  # plain-number fallback ignores longer numbers (no giant int parsing)
 
 log = logging.getLogger(__name__)
@@ -205,8 +218,34 @@ def _max_nesting(s: str) -> int:
     return best
 
 
-def _is_integer(s: str) -> bool:
-    return bool(s) and len(s) <= _MAX_NUMBER_DIGITS and s.lstrip("-").isdigit()
+_INFINITY = {"\\infty": "+inf", "+\\infty": "+inf", "-\\infty": "-inf", "\\infinity": "+inf"}
+
+
+def _number_sequence(s: str) -> tuple[str, tuple, bool] | None:
+    """A set ``\\{1, 2\\}`` or an interval / tuple ``[0, 1)`` of plain numbers (or +-infinity):
+    (shape, items, all exact), the shape being ``set`` or the two brackets; None otherwise."""
+    if len(s) > MAX_ANSWER_CHARS:
+        return None
+    if s.startswith("\\{") and s.endswith("\\}"):
+        shape, inner = "set", s[2:-2]
+    elif len(s) > 2 and s[0] in "([" and s[-1] in ")]":
+        shape, inner = s[0] + s[-1], s[1:-1]
+        if "," not in inner:
+            return None
+    else:
+        return None
+    items, exact = [], True
+    for part in inner.split(","):
+        part = part.strip()
+        if part in _INFINITY:
+            items.append(_INFINITY[part])
+            continue
+        number = _plain_number(part)
+        if number is None:
+            return None
+        items.append(number[0])
+        exact = exact and number[1]
+    return shape, tuple(items), exact
 
 
 # -------------------------------------------------------------------------------------------------
@@ -226,29 +265,36 @@ class _Worker:
             stderr=subprocess.DEVNULL,
             close_fds=True,
         )
+        self.fd = self.proc.stdout.fileno()
         self._buf = b""
 
-    def read(self, timeout_s: float) -> object:
-        """The next JSON line, or raise TimeoutError / EOFError."""
+    def read_available(self) -> list[object]:
+        """The complete JSON lines readable now (one ``os.read``); raise EOFError if it died."""
+        chunk = os.read(self.fd, 65536)
+        if not chunk:
+            raise EOFError
+        self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        return [json.loads(line) for line in lines]
+
+    def read_one(self, timeout_s: float) -> object:
+        """The next JSON line, or raise TimeoutError / EOFError (used for the start-up line)."""
         deadline = time.monotonic() + timeout_s
-        fd = self.proc.stdout.fileno()
         while b"\n" not in self._buf:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
-                chunk = os.read(fd, 65536)
+            if select.select([self.fd], [], [], remaining)[0]:
+                chunk = os.read(self.fd, 65536)
                 if not chunk:
                     raise EOFError
                 self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         return json.loads(line)
 
-    def ask(self, candidate: str, reference: str, timeout_s: float) -> object:
-        self.proc.stdin.write(json.dumps([candidate, reference, timeout_s]).encode() + b"\n")
+    def send(self, pairs: list[tuple[str, str]], timeout_s: float) -> None:
+        self.proc.stdin.write(json.dumps([timeout_s, pairs]).encode() + b"\n")
         self.proc.stdin.flush()
-        return self.read(timeout_s)
 
     def kill(self) -> None:
         try:
@@ -264,12 +310,24 @@ class _Worker:
         threading.Thread(target=self.proc.wait, daemon=True).start()
 
 
+class _Job:
+    """The pairs a worker is deciding for one call: their indices in order, and when the one
+    now running started (its deadline is that plus the limit)."""
+
+    def __init__(self, indices: list[int], now: float) -> None:
+        self.pending = deque(indices)
+        self.started = now
+
+
 class VerifierPool:
     """A few persistent math-verify worker processes, shared by every thread of this process.
 
-    A worker that runs past a job's limit is killed and a replacement starts at once in the
-    background. A worker that fails to start makes the waiting calls give up (they use the
-    fallback) instead of retrying in a loop.
+    A call takes the idle workers (waiting for one if none is idle), sends each a chunk of pairs
+    and reads the per-pair verdicts as they come, with ``select`` on their pipes (no polling). A
+    worker whose current pair runs past the limit is killed, that pair gets no verdict, the rest of
+    its chunk goes back to the queue, and a replacement starts at once in the background. A worker
+    that fails to start makes the waiting calls give up (they use the fallback) instead of
+    retrying in a loop.
     """
 
     def __init__(self, size: int | None = None) -> None:
@@ -287,7 +345,7 @@ class VerifierPool:
             worker = None
             try:
                 worker = _Worker()
-                ok = worker.read(WORKER_WAIT_S) == "ready"
+                ok = worker.read_one(WORKER_WAIT_S) == "ready"
             except Exception as err:  # noqa: BLE001
                 log.warning("math-verify worker failed to start: %r", err)
                 ok = False
@@ -322,6 +380,18 @@ class VerifierPool:
                 self._cond.wait(remaining)
         return None
 
+    def _take_idle(self, most: int) -> list[_Worker]:
+        """Up to ``most`` idle workers, without waiting (and start missing ones)."""
+        with self._cond:
+            if self._closed:
+                return []
+            while self._count < self.size and self._failures < 3:
+                self._count += 1
+                self._start_one()
+            taken = self._idle[-most:] if most > 0 else []
+            del self._idle[len(self._idle) - len(taken) :]
+            return taken
+
     def _release(self, worker: _Worker) -> None:
         with self._cond:
             if self._closed:
@@ -349,16 +419,74 @@ class VerifierPool:
 
     def verify(self, candidate: str, reference: str, timeout_s: float) -> bool | None:
         """math-verify's verdict, or None when it failed, timed out or no worker was available."""
-        worker = self._acquire(WORKER_WAIT_S)
-        if worker is None:
-            return None
+        return self.verify_many([(candidate, reference)], timeout_s)[0]
+
+    def verify_many(self, pairs: Sequence[tuple[str, str]], timeout_s: float) -> list[bool | None]:
+        """math-verify's verdict on each pair (None: failed, past ``timeout_s``, or no worker).
+
+        Each pair gets at most ``timeout_s`` of a worker's time; the call also waits for a free
+        worker when every worker is busy with other calls (at most ``WORKER_WAIT_S`` each time it
+        has none left).
+        """
+        timeout_s = max(0.0, timeout_s)
+        results: list[bool | None] = [None] * len(pairs)
+        todo = deque(range(len(pairs)))
+        free: list[_Worker] = []  # ours, without work
+        busy: dict[_Worker, _Job] = {}
         try:
-            result = worker.ask(candidate, reference, max(0.0, timeout_s))
-        except (TimeoutError, EOFError, OSError, ValueError):
-            self._discard(worker)  # past the limit (or dead): kill it, start a fresh one
-            return None
-        self._release(worker)
-        return result if isinstance(result, bool) else None
+            while todo or busy:
+                if todo:
+                    free += self._take_idle(self.size)
+                    if not free and not busy:
+                        worker = self._acquire(WORKER_WAIT_S)
+                        if worker is None:
+                            break  # no worker: the rest stays undecided
+                        free.append(worker)
+                # hand out chunks: small enough that the workers finish together
+                now = time.monotonic()
+                while todo and free:
+                    n = max(1, min(MAX_CHUNK, len(todo) // (2 * (len(busy) + len(free)))))
+                    indices = [todo.popleft() for _ in range(min(n, len(todo)))]
+                    worker = free.pop()
+                    try:
+                        worker.send([pairs[i] for i in indices], timeout_s)
+                    except (OSError, ValueError):  # it died while idle: not these pairs' fault
+                        self._discard(worker)
+                        todo.extendleft(reversed(indices))
+                        continue
+                    busy[worker] = _Job(indices, now)
+                for worker in free:  # nothing left to hand out: let other calls have them
+                    self._release(worker)
+                free = []
+                if not busy:
+                    continue
+                wait = min(job.started for job in busy.values()) + timeout_s - time.monotonic()
+                ready = select.select([w.fd for w in busy], [], [], max(0.0, wait))[0]
+                now = time.monotonic()
+                for worker, job in list(busy.items()):
+                    try:
+                        lines = worker.read_available() if worker.fd in ready else []
+                    except (EOFError, OSError, ValueError):  # it died on the running pair
+                        lines = None
+                    for verdict in lines or ():
+                        i = job.pending.popleft()
+                        results[i] = verdict if isinstance(verdict, bool) else None
+                        job.started = now
+                    if lines is None or job.pending and now >= job.started + timeout_s:
+                        # the running pair failed or ran past the limit: it gets no verdict
+                        del busy[worker]
+                        self._discard(worker)
+                        job.pending.popleft()
+                        todo.extendleft(reversed(job.pending))
+                    elif not job.pending:
+                        del busy[worker]
+                        free.append(worker)
+        finally:
+            for worker in busy:  # interrupted mid-job (an exception): its state is unknown
+                self._discard(worker)
+            for worker in free:
+                self._release(worker)
+        return results
 
     def close(self) -> None:
         with self._cond:
@@ -402,6 +530,28 @@ def _prepare(text: object) -> str | None:
     return normalize_answer(extracted if extracted is not None else text)
 
 
+def _decide_in_process(c: str, r: str) -> bool | None:
+    """The verdict on two normalised answers when it is cheap and certain; None: ask a worker."""
+    if c == "" or r == "":
+        return False
+    if _fallback_match(c, r):
+        return True
+    a, b = _plain_number(c), _plain_number(r)
+    if a is not None and b is not None and a[1] and b[1]:
+        return False  # two different exact numbers (integers, fractions): math-verify agrees
+    seq_c, seq_r = _number_sequence(c), _number_sequence(r)
+    if seq_c is not None and seq_r is not None and seq_c[0] == seq_r[0]:
+        (shape, items_c, exact_c), (_, items_r, exact_r) = seq_c, seq_r
+        same = set(items_c) == set(items_r) if shape == "set" else items_c == items_r
+        if same:
+            return True
+        if exact_c and exact_r:
+            return False
+    if max(len(c), len(r)) > MAX_ANSWER_CHARS or max(_max_nesting(c), _max_nesting(r)) > MAX_NESTING:
+        return False  # too big to hand to sympy; the exact comparison above already failed
+    return None
+
+
 def answers_match(candidate: str, reference: str, timeout_s: float = 2.0) -> bool:
     """Whether ``candidate`` is mathematically the same answer as ``reference``.
 
@@ -410,25 +560,35 @@ def answers_match(candidate: str, reference: str, timeout_s: float = 2.0) -> boo
     non-string is False) and never runs math-verify longer than ``timeout_s`` (the call may also
     wait for a free worker when every worker is busy, and for the pool to start on first use).
     """
-    c, r = _prepare(candidate), _prepare(reference)
-    if c is None or r is None or c == "" or r == "":
-        return False
-    if _fallback_match(c, r):
-        return True
-    if _is_integer(c) and _is_integer(r):
-        return False  # distinct integers: math-verify would say the same
-    if max(len(c), len(r)) > MAX_ANSWER_CHARS or max(_max_nesting(c), _max_nesting(r)) > MAX_NESTING:
-        return False  # too big to hand to sympy; the exact comparison above already failed
-    return bool(get_pool().verify(c, r, timeout_s))
+    return answers_match_many([(candidate, reference)], timeout_s)[0]
 
 
 def answers_match_many(
     pairs: Iterable[tuple[str, str]] | Sequence[tuple[str, str]], timeout_s: float = 2.0
 ) -> list[bool]:
-    """``answers_match`` over many (candidate, reference) pairs, using every worker at once."""
-    pairs = list(pairs)
-    if not pairs:
-        return []
-    pool = get_pool()
-    with ThreadPoolExecutor(max_workers=pool.size, thread_name_prefix="math-verify") as ex:
-        return list(ex.map(lambda p: answers_match(p[0], p[1], timeout_s), pairs))
+    """``answers_match`` over many (candidate, reference) pairs, using every worker at once.
+
+    The cheap cases are decided here; the rest (each distinct pair once) go to the worker pool in
+    chunks, at most ``timeout_s`` of a worker's time per pair: a pathological pair costs the limit
+    and a worker, never the other pairs' verdicts.
+    """
+    out: list[bool] = []
+    ask: dict[tuple[str, str], list[int]] = {}  # distinct pairs for the workers -> positions
+    for k, pair in enumerate(pairs):
+        try:
+            candidate, reference = pair
+        except (TypeError, ValueError):
+            candidate = reference = None
+        c, r = _prepare(candidate), _prepare(reference)
+        verdict = False if c is None or r is None else _decide_in_process(c, r)
+        out.append(bool(verdict))
+        if verdict is None:
+            ask.setdefault((c, r), []).append(k)
+    if ask:
+        keys = list(ask)
+        for (c, r), verdict in zip(keys, get_pool().verify_many(keys, timeout_s)):
+            # math-verify's verdict, or the fallback's when it had none (timed out, failed)
+            ok = bool(verdict) or _fallback_match(c, r)
+            for k in ask[(c, r)]:
+                out[k] = ok
+    return out
