@@ -16,13 +16,15 @@ from selfplay.play import resolve_opponent
 
 
 def eval_main(cfg) -> int:
+    game = game_of(build_env(cfg.env))
+    if game is None:  # a single-agent text task: pass@k on held-out problems
+        from selfplay.evaluate_text import eval_text
+
+        return eval_text(cfg)
     if not cfg.checkpoint:
         raise UserError("checkpoint=: name a checkpoint directory or a run directory to evaluate")
     if cfg.games < 1:
         raise UserError(f"games={cfg.games}: must be >= 1")
-    game = game_of(build_env(cfg.env))
-    if game is None:
-        raise UserError(f"env.id={cfg.env.id}: eval plays two-player games")
     sims = cfg.search.num_simulations if cfg.search.kind == "mcts" else 0
     policy = policy_player_from_checkpoint(
         cfg.checkpoint, game, engine_cfg=cfg.engine, search_cfg=cfg.search, num_simulations=sims
