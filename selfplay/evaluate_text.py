@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from envs.math.answers import extract_answer, normalize_answer
 from selfplay.build import build_env
 from selfplay.errors import UserError
-from selfplay.policy.engine import Engine, SamplingParams
+from selfplay.policy.engine import Engine, EngineInputError, SamplingParams
 from selfplay.search.best_of_n import majority_vote, pass_at_k
 from selfplay.textgen.config import TextSamplingConfig
 from selfplay.types import Episode
@@ -251,10 +251,16 @@ def eval_text(cfg, *, sampling: TextSamplingConfig | None = None) -> int:
     with tqdm(
         total=len(seeds), desc="problems", unit="problem", disable=not cfg.run.progress
     ) as bar:
-        result = evaluate_text_policy(
-            env_factory, policy.engine, seeds, s.k, params,
-            batch_problems=per_batch, on_batch=bar.update,
-        )  # fmt: skip
+        try:
+            result = evaluate_text_policy(
+                env_factory, policy.engine, seeds, s.k, params,
+                batch_problems=per_batch, on_batch=bar.update,
+            )  # fmt: skip
+        except EngineInputError as err:  # e.g. a problem longer than the policy's context
+            raise UserError(
+                f"{cfg.env.id}: the policy cannot read a held-out problem: {err} "
+                "(a longer policy.max_seq_len for a fresh policy, or easier problems)"
+            ) from None
 
     print(
         f"{cfg.env.id} (split=test): {result.problems} problems x {result.k} samples, "

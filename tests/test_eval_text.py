@@ -286,3 +286,13 @@ def test_eval_text_rejects_bad_input():
     cfg.games = 1
     with pytest.raises(UserError, match="sampling.k=0"):
         eval_text(cfg, sampling=TextSamplingConfig(k=0))
+
+
+def test_sampling_is_read_from_the_config_when_it_has_a_sampling_group():
+    from selfplay.evaluate_text import _sampling_config
+
+    assert _sampling_config(OmegaConf.create({}), None) == TextSamplingConfig()
+    cfg = OmegaConf.create({"sampling": {"k": 3, "temperature": 0.5}})
+    assert _sampling_config(cfg, None) == TextSamplingConfig(k=3, temperature=0.5)
+    given = TextSamplingConfig(k=2)
+    assert _sampling_config(cfg, given) is given
