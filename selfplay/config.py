@@ -16,6 +16,7 @@ from selfplay.feedback.config import FeedbackConfig
 from selfplay.learner.config import LearnerConfig
 from selfplay.policy.config import EngineConfig, PolicyConfig
 from selfplay.search.config import SearchConfig
+from selfplay.textgen.config import TextSamplingConfig
 
 
 @dataclass
@@ -58,6 +59,7 @@ class SelfplayConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     arena: ArenaConfig = field(default_factory=ArenaConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    sampling: TextSamplingConfig = field(default_factory=TextSamplingConfig)  # text tasks: k samples per problem, temperature, token budgets
     run: RunConfig = field(default_factory=RunConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     player: str = "perfect"  # `selfplay play`/`eval`: the opponent (random|perfect|alphabeta|mcts|<checkpoint dir>)

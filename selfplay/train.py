@@ -226,6 +226,10 @@ class Driver:
         if ray.get(self.replay.num_decisions.remote(self.progress.incumbent)) == 0:
             return  # everything in the window is staler than learner.max_staleness allows
         steps = self.cfg.learner.steps_per_call
+        if self.cfg.run.budget_steps:  # never step past the budget
+            steps = min(steps, self.cfg.run.budget_steps - self.progress.learner_step)
+        if steps <= 0:
+            return
         self.training = self.learner.train.remote(steps, self.seed)
         self.seed += steps
 

@@ -87,3 +87,31 @@ def test_cadence_due():
     assert Cadence.parse("10steps").due(10, 0.0)
     assert not Cadence.parse("7d").due(10**9, 604799.0)
     assert Cadence.parse("7d").due(0, 604800.0)
+
+
+def test_weighted_loss_equals_loss_over_duplicates():
+    lp = torch.log_softmax(torch.tensor([[0.3, -0.2, 0.1], [1.0, 0.0, -1.0]]), -1)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    target = torch.tensor([[0.2, 0.5, 0.3], [0.9, 0.1, 0.0]])
+    v, z = torch.tensor([0.1, -0.4]), torch.tensor([1.0, -1.0])
+    merged = alphazero_loss(lp, mask, v, target, z, weights=torch.tensor([3.0, 1.0]))
+    rows = torch.tensor([0, 0, 0, 1])
+    copies = alphazero_loss(lp[rows], mask[rows], v[rows], target[rows], z[rows])
+    assert float(merged.loss) == pytest.approx(float(copies.loss), rel=1e-6)
+
+
+def test_merge_duplicates_groups_same_position():
+    import numpy as np
+
+    from selfplay.learner.learner import merge_duplicates
+    from selfplay.replay.sampler import Batch
+
+    obs = ["a", "b", "a", "c"]
+    visits = [np.array([1.0, 0.0]), np.array([0.5, 0.5]), np.array([0.0, 1.0]), np.array([])]
+    batch = Batch(obs, [["1", "2"]] * 4, visits, np.array([1.0, 0.0, -1.0, 0.0], np.float32),
+                  np.zeros(4, np.int64), ["1"] * 4, np.zeros(4, np.int32),
+                  np.zeros(4, np.float32), [("e", i) for i in range(4)], np.ones(4))
+    groups = {g.observation: g for g in merge_duplicates(batch)}
+    assert set(groups) == {"a", "b"}  # "c" has no search statistics
+    assert groups["a"].count == 2 and groups["a"].value_target == 0.0
+    assert groups["a"].target.tolist() == [0.5, 0.5]

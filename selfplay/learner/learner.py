@@ -6,7 +6,6 @@ and a version number) and engines on the actors load them; checkpoints are writt
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,41 @@ class StepResult:
     step: int
     metrics: dict[str, float]
     seconds: float
+
+
+@dataclass
+class MergedDecision:
+    """Identical decisions of one batch, merged: one forward pass, weighted by ``count``."""
+
+    observation: str
+    actions: list[str]
+    target: np.ndarray  # [A] mean visit distribution of the merged decisions
+    value_target: float  # mean value target
+    count: int
+
+
+def merge_duplicates(batch: Batch) -> list[MergedDecision]:
+    """Group decisions with the same observation and candidate actions.
+
+    Games revisit positions constantly (every game starts from the same board), so a batch
+    often holds one position many times; the loss over the merged group with weight ``count`` is
+    the same as over the copies, at the price of one forward pass. Decisions without search
+    statistics are left out.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, visits in enumerate(batch.target_visits):
+        if len(visits) > 0:
+            groups.setdefault((batch.observations[i], tuple(batch.actions[i])), []).append(i)
+    merged = []
+    for (observation, actions), rows in groups.items():
+        merged.append(MergedDecision(
+            observation=observation,
+            actions=list(actions),
+            target=np.mean([batch.target_visits[i] for i in rows], axis=0),
+            value_target=float(np.mean([batch.value_targets[i] for i in rows])),
+            count=len(rows),
+        ))
+    return merged
 
 
 def warmup_schedule(warmup_steps: int):
@@ -53,26 +87,22 @@ class Learner:
     def train_step(self, batch: Batch) -> StepResult:
         """One optimiser step on ``batch``; decisions without search targets are skipped."""
         start = time.perf_counter()
-        keep = [i for i, t in enumerate(batch.target_visits) if len(t) > 0]
-        if not keep:
+        groups = merge_duplicates(batch)
+        if not groups:
             raise ValueError("batch has no decisions with search statistics")
         self.model.train()
         log_priors, values = action_log_priors(
-            self.model,
-            self.tokenizer,
-            [batch.observations[i] for i in keep],
-            [batch.actions[i] for i in keep],
+            self.model, self.tokenizer, [g.observation for g in groups], [g.actions for g in groups]
         )
         padded, mask = pad_log_priors(log_priors)
         target = torch.zeros_like(padded)
-        for row, i in enumerate(keep):
-            visits = torch.tensor(batch.target_visits[i], dtype=padded.dtype)
-            target[row, : visits.numel()] = visits
-        target_values = torch.as_tensor(
-            np.asarray(batch.value_targets)[keep], dtype=values.dtype
-        )
+        for row, g in enumerate(groups):
+            target[row, : len(g.target)] = torch.tensor(g.target, dtype=padded.dtype)
+        target_values = torch.tensor([g.value_target for g in groups], dtype=values.dtype)
+        weights = torch.tensor([g.count for g in groups], dtype=values.dtype)
         out = self.loss_fn(
-            padded, mask, values, target, target_values, value_weight=self.cfg.value_weight
+            padded, mask, values, target, target_values,
+            value_weight=self.cfg.value_weight, weights=weights,
         )
         if not torch.isfinite(out.loss):
             # A non-finite loss would poison the weights every actor is about to load.
@@ -88,8 +118,8 @@ class Learner:
         metrics = dict(out.metrics)
         metrics["learner/grad_norm"] = float(grad_norm)
         metrics["learner/lr"] = float(self.scheduler.get_last_lr()[0])
-        ages = batch.policy_versions[keep]
-        metrics["learner/sample_version_mean"] = float(np.mean(ages)) if len(ages) else math.nan
+        metrics["learner/sample_version_mean"] = float(np.mean(batch.policy_versions))
+        metrics["learner/unique_fraction"] = len(groups) / len(batch)
         return StepResult(self.step, metrics, time.perf_counter() - start)
 
     def weights(self) -> dict[str, torch.Tensor]:

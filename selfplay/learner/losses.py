@@ -39,18 +39,22 @@ def alphazero_loss(
     target_values: torch.Tensor,  # [B] final outcome for the player to move
     *,
     value_weight: float = 1.0,
+    weights: torch.Tensor | None = None,  # [B] per-decision weight (e.g. merged duplicates)
 ) -> LossOutput:
-    """Cross-entropy of the prior against the search's visit distribution plus value MSE.
+    """Cross-entropy of the prior against the search's visit distribution plus value MSE,
+    averaged over decisions (weighted when ``weights`` is given).
 
     Weight decay, the third AlphaZero term, is applied by the optimiser (AdamW, decoupled).
     """
+    w = torch.ones_like(values) if weights is None else weights.to(values.dtype)
+    w = w / w.sum()
     # Padding entries are zeroed before the product so 0 * -inf never turns into NaN.
     safe_log_priors = torch.where(action_mask, log_priors, torch.zeros_like(log_priors))
-    policy_loss = -(target_policy * safe_log_priors).sum(dim=-1).mean()
-    value_loss = torch.mean((values - target_values) ** 2)
+    policy_loss = -(w * (target_policy * safe_log_priors).sum(dim=-1)).sum()
+    value_loss = (w * (values - target_values) ** 2).sum()
     # The entropy of the targets is the floor of the cross-entropy: reporting the gap (a KL)
     # shows how far the prior is from the search, independent of how peaked the search is.
-    target_entropy = -(target_policy * torch.log(target_policy.clamp_min(1e-12))).sum(-1).mean()
+    target_entropy = -(w * (target_policy * torch.log(target_policy.clamp_min(1e-12))).sum(-1)).sum()
     loss = policy_loss + value_weight * value_loss
     return LossOutput(
         loss=loss,
@@ -71,13 +75,15 @@ def expert_iteration_loss(
     target_values: torch.Tensor,
     *,
     value_weight: float = 1.0,
+    weights: torch.Tensor | None = None,
 ) -> LossOutput:
     """Imitate the search's most-visited action only (expert iteration / rejection sampling's
     'keep the best'): the AlphaZero loss against a one-hot target."""
     best = torch.where(action_mask, target_policy, torch.full_like(target_policy, -1.0)).argmax(-1)
     one_hot = torch.nn.functional.one_hot(best, target_policy.shape[-1]).to(target_policy.dtype)
     return alphazero_loss(
-        log_priors, action_mask, values, one_hot, target_values, value_weight=value_weight
+        log_priors, action_mask, values, one_hot, target_values, value_weight=value_weight,
+        weights=weights,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -154,7 +155,8 @@ def export_steps(store: EpisodeStore, path: Path, version: int | None) -> int:
 def replay_main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     store = open_store(args.run_dir)
-    console = Console()
+    # Piped output (a file, a test, `less`) gets full-width rows instead of 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     if args.export:
         rows = export_steps(store, Path(args.export), args.version)
         console.print(f"wrote {rows} steps to {args.export}")
