@@ -189,7 +189,8 @@ class EvaluatorWorker:
         sims = arena.search_simulations
         cand = self._player("candidate", cand_weights, cand_version, sims)
         inc = self._player("incumbent", inc_weights, inc_version, sims)
-        result = play_match(self.game, cand, inc, arena.gate_games, seed=seed)
+        result = play_match(self.game, cand, inc, arena.gate_games, seed=seed,
+                            opening_plies=arena.gate_opening_plies)
         decision = gate(result, threshold=arena.gate_threshold, enabled=arena.gate)
         self.ladder.record(result, version=cand_version)
         self.ladder.save()

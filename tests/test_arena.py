@@ -428,3 +428,24 @@ def test_fit_warm_start_lands_on_the_same_ratings():
     cold = fit_elo(results)
     warm = fit_elo(results, initial={"A": 1500.0, "B": -300.0, "random": 99.0, "gone": 5.0})
     assert warm == pytest.approx(cold, abs=1e-6) and warm["random"] == 0.0
+
+
+def test_paired_random_openings_are_played_with_both_sides():
+    from envs.games.tictactoe import TicTacToe
+    from selfplay.arena.match import as_batch_player, play_match
+
+    game = TicTacToe()
+
+    class FirstLegal:
+        name = "first-legal"
+
+        def choose(self, game, state, rng):
+            return int(np.flatnonzero(game.legal_mask(state))[0])
+
+    result = play_match(game, as_batch_player(FirstLegal()), as_batch_player(FirstLegal()), 20,
+                        seed=3, opening_plies=2, record_games=True)
+    openings = [r.actions[:2] for r in result.records]
+    assert openings[:10] == openings[10:]  # game i and game i+10 share an opening
+    assert len(set(openings[:10])) > 1  # and the openings differ
+    # identical deterministic players: each opening's two games mirror each other's score
+    assert result.score == pytest.approx(0.5)

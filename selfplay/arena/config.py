@@ -13,7 +13,8 @@ class ArenaConfig:
     gate_games: int = 40  # games per gating match (half with each side)
     eval_games: int = 40  # games per evaluation against each reference player
     opponents: list[str] = field(default_factory=lambda: ["random", "perfect"])  # reference players
-    search_simulations: int = 32  # simulations for the policy's search in arena games (0 = prior only)
+    gate_opening_plies: int = 2  # random plies opening each gating game (each opening played with both sides), so deterministic versions meet varied positions
+    search_simulations: int = 128  # simulations for the policy's search in arena games (0 = prior only)
     max_moves: Optional[int] = None  # plies before a game is called a draw (None: rules only)
     record_games: bool = False  # keep every arena game's moves in the match result (for replay)
     elo_anchor: str = "random"  # the player fixed at 0 Elo on the run's ladder (elo.json)

@@ -205,6 +205,17 @@ def _legal_index(game: Game, state: np.ndarray, action: object) -> int | None:
     return index if bool(game.legal_mask(state)[index]) else None
 
 
+def random_opening(game: Game, plies: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+    """The state after up to ``plies`` uniformly random legal moves (fewer if the game ends)."""
+    state, moves = game.initial_state(), []
+    for _ in range(plies):
+        if game.outcome(state) is not None:
+            break
+        move = int(rng.choice(np.flatnonzero(game.legal_mask(state))))
+        state, moves = game.next_state(state, move), moves + [move]
+    return state, moves
+
+
 def play_match(
     game: Game,
     a: BatchPlayer | Player,
@@ -214,11 +225,15 @@ def play_match(
     seed: int,
     max_moves: int | None = None,
     record_games: bool = False,
+    opening_plies: int = 0,
 ) -> MatchResult:
     """Play ``num_games`` games between ``a`` and ``b``, concurrently; see the module docstring.
 
     ``max_moves`` caps the plies of a game; a game still running then counts as a draw (and in
-    ``truncated``). The same ``seed`` and players give the same result.
+    ``truncated``). ``opening_plies`` starts every game after that many uniformly random moves;
+    each opening is played twice, once with each player moving first, so that two deterministic
+    players meet many positions and neither gets the luckier openings. The same ``seed`` and
+    players give the same result.
     """
     if num_games < 0:
         raise ValueError(f"num_games must be >= 0, got {num_games}")
@@ -227,9 +242,11 @@ def play_match(
     players = (as_batch_player(a), as_batch_player(b))
     rng = np.random.default_rng(seed)
 
-    a_first = [i < (num_games + 1) // 2 for i in range(num_games)]  # a gets the odd extra game
-    states = [game.initial_state() for _ in range(num_games)]
-    actions: list[list[int]] = [[] for _ in range(num_games)]
+    half = (num_games + 1) // 2
+    a_first = [i < half for i in range(num_games)]  # a gets the odd extra game
+    openings = [random_opening(game, opening_plies, rng) for _ in range(half)]
+    states = [openings[i % half][0].copy() for i in range(num_games)]
+    actions: list[list[int]] = [list(openings[i % half][1]) for i in range(num_games)]
     score_a: list[float | None] = [None] * num_games  # set when the game ends
     reason = [""] * num_games
     illegal = [0, 0]
