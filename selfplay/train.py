@@ -39,6 +39,7 @@ class Progress:
     last_publish_time: float = field(default_factory=time.time)
     last_eval_step: int = -(10**9)
     last_eval_time: float = 0.0
+    last_eval_version: int = -1
     unbeaten: bool = False
 
 
@@ -281,6 +282,9 @@ class Driver:
                 p.learner_step - p.last_eval_step, now - p.last_eval_time):
             return
         p.last_eval_step, p.last_eval_time = p.learner_step, now
+        if p.incumbent == p.last_eval_version:
+            return  # the incumbent has not changed since its last evaluation: nothing new to learn
+        p.last_eval_version = p.incumbent
         self.evaluating = self.evaluator.evaluate.remote(
             self.incumbent_ref, p.incumbent, self.cfg.arena.eval_games, self.next_seed())
 

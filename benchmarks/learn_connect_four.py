@@ -1,0 +1,93 @@
+"""Connect four after a fixed training budget: win rates against reference players, Elo curve.
+
+Runs the real command, `selfplay train env=connect_four`, from a fresh policy for a fixed
+wall-clock budget (60 minutes on 2 cores by default), then plays the final incumbent with search
+against the random-rollout MCTS player with 1,000 simulations and against alpha-beta at depth 4,
+both sides alike, and beside it the untrained policy (version 0) with the same search. The Elo
+curve over versions is saved as a PNG next to the results.
+
+    python benchmarks/learn_connect_four.py             # 60-minute budget
+    python benchmarks/learn_connect_four.py --quick     # 1-minute budget, 10 games per opponent
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, figure, print_table, write_result  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+OPPONENTS = {"mcts:1000": "win rate vs rollout MCTS, 1000 sims", "alphabeta:4": "win rate vs alpha-beta depth 4"}
+
+
+def selfplay(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "selfplay.cli", *args], cwd=REPO,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"selfplay {args[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def match(checkpoint: Path, opponent: str, games: int) -> dict:
+    out = selfplay("eval", "env=connect_four", f"checkpoint={checkpoint}", f"player={opponent}",
+                   f"games={games}", "search.num_simulations=128")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def win_rate(result: dict) -> float:
+    games = sum(result[f"{k}_as_{s}"] for k in ("wins", "draws", "losses") for s in ("first", "second"))
+    return (result["wins_as_first"] + result["wins_as_second"]) / games
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1-minute budget, 10 games")
+    parser.add_argument("--minutes", type=float, default=None, help="training budget")
+    parser.add_argument("--run-dir", default="runs/bench-connect-four", help="kept for replay")
+    args = parser.parse_args()
+    minutes = args.minutes or (1.0 if args.quick else 60.0)
+    games = 10 if args.quick else 100
+    run_dir = (REPO / args.run_dir).resolve()
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+
+    start = time.time()
+    selfplay("train", "env=connect_four", f"run.dir={run_dir}", f"run.budget_minutes={minutes}",
+             "run.eval_every=10m", "arena.eval_games=20", "arena.search_simulations=64",
+             "arena.opponents=[random,alphabeta:2]", "run.progress=false",
+             # Self-play on connect four is bound by the engine's forward passes: fewer
+             # simulations per move, four leaves per tree per wave and more games at once give
+             # the learner more (and bigger-batched) positions per minute.
+             "search.num_simulations=32", "search.leaves_per_tree=4", "run.games_per_actor=64")
+    trained_s = time.time() - start
+    summary = json.loads((run_dir / "summary.json").read_text())
+    incumbent = run_dir / "checkpoints" / f"version-{summary['incumbent_version']:06d}"
+    untrained = run_dir / "checkpoints" / "version-000000"
+
+    figures, extra = [], {"budget_minutes": minutes, "training_seconds": round(trained_s),
+                          "learner_steps": summary["learner_steps"], "episodes": summary["episodes"],
+                          "incumbent_version": summary["incumbent_version"], "matches": {}}
+    for opponent, label in OPPONENTS.items():
+        ours, base = match(incumbent, opponent, games), match(untrained, opponent, games)
+        extra["matches"][opponent] = {"trained": ours, "untrained": base}
+        figures.append(figure(f"{label} ({games} games, both sides)", "win rate",
+                              win_rate(ours), win_rate(base), "untrained v0, same search",
+                              ">= 0.9" if opponent.startswith("mcts") else "report", digits=3))
+    png = run_dir / "elo.png"
+    if png.exists():
+        shutil.copy(png, RESULTS / "learn_connect_four_elo.png")
+        extra["elo_curve"] = "benchmarks/results/learn_connect_four_elo.png"
+    print_table("learn_connect_four", figures)
+    print(json.dumps({k: v for k, v in extra.items() if k != "matches"}))
+    write_result("learn_connect_four", figures, quick=args.quick, extra=extra)
+
+
+if __name__ == "__main__":
+    main()
