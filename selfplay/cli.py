@@ -26,7 +26,8 @@ commands:
   envs                      registered environments, one line each
   play  [key=value ...]     a person against a reference player (player=...) in the terminal
   train [key=value ...]     long-running online training (Hydra config, conf/config.yaml)
-  eval  [key=value ...]     a checkpoint or run against an opponent (checkpoint=..., player=...)
+  eval  [key=value ...]     a checkpoint or run: games against an opponent (checkpoint=..., player=...),
+                            text tasks: pass@k on held-out problems (env=math sampling.k=8)
   replay RUN_DIR [...]      episodes of a run: list, play back, export (selfplay replay -h)
 
 Hydra options work after train/play/eval: --cfg job, --help, --config-dir DIR.

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from selfplay.atomic import fsync_dir
 from selfplay.replay.schema import SCHEMA, episodes_to_table, table_to_episodes
 from selfplay.types import Episode
 
@@ -51,15 +52,6 @@ class ShardInfo:
     seq: int
     num_steps: int
     num_episodes: int
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable (the directory entry), not only the file's bytes.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class EpisodeStore:
@@ -105,7 +97,7 @@ class EpisodeStore:
             # the next writable open removes those).
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)  # makes the rename itself durable, not only the file's bytes
         self._next_seq = seq + 1
         n_eps = len(episodes)
         self._info[final] = ShardInfo(final, seq, table.num_rows, n_eps)
