@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from envs.math.answers import extract_answer, normalize_answer
 from selfplay.build import build_env
 from selfplay.errors import UserError
+from selfplay.policy.config import PolicyConfig
 from selfplay.policy.engine import Engine, EngineInputError, SamplingParams
 from selfplay.search.best_of_n import majority_vote, pass_at_k
 from selfplay.textgen.config import TextSamplingConfig
@@ -168,7 +169,6 @@ def load_policy(cfg) -> LoadedPolicy:
     """The checkpoint's policy (its version recorded on the engine), or a fresh one from
     ``cfg.policy`` when no checkpoint is given."""
     from selfplay.arena.players import resolve_checkpoint
-    from selfplay.policy.config import PolicyConfig
     from selfplay.policy.factory import make_engine
 
     if cfg.checkpoint:
@@ -212,10 +212,12 @@ def _check(cfg, s: TextSamplingConfig) -> None:
         raise UserError("sampling.max_tokens and sampling.step_max_tokens must be >= 1")
 
 
-def _test_env_factory(env_cfg) -> Callable:
+def _test_env_factory(env_cfg, wrap: Callable = lambda env: env) -> Callable:
+    """Held-out envs, passed through ``wrap`` (the configured AI feedback on the reward)."""
+
     def make():
         try:
-            return build_env(env_cfg, split="test")
+            return wrap(build_env(env_cfg, split="test"))
         except UserError as err:
             raise UserError(
                 f"{err}\n(eval on a text task uses the env's held-out split: it must take "
@@ -227,6 +229,24 @@ def _test_env_factory(env_cfg) -> Callable:
     return make
 
 
+def feedback_wrapper(cfg, policy_engine: Engine) -> Callable:
+    """Wraps an env with the sources of ``cfg.feedback`` (a judge with no path of its own
+    judges with the policy's engine), so the reported mean reward includes AI feedback."""
+    from selfplay.feedback.wrapper import wrap_with_feedback
+    from selfplay.policy.factory import make_engine
+
+    engines: dict[str, Engine] = {}
+
+    def engine_for(path: str) -> Engine:
+        if not path:
+            return policy_engine
+        if path not in engines:
+            engines[path] = make_engine(PolicyConfig(path=path), cfg.engine)
+        return engines[path]
+
+    return lambda env: wrap_with_feedback(env, cfg.feedback, engine_for)
+
+
 def eval_text(cfg, *, sampling: TextSamplingConfig | None = None) -> int:
     from tqdm import tqdm
 
@@ -234,11 +254,11 @@ def eval_text(cfg, *, sampling: TextSamplingConfig | None = None) -> int:
 
     s = _sampling_config(cfg, sampling)
     _check(cfg, s)
-    env_factory = _test_env_factory(cfg.env)
-    probe = env_factory()
+    probe = _test_env_factory(cfg.env)()
     multi = is_multi_step(probe)
     probe.close()
     policy = load_policy(cfg)
+    env_factory = _test_env_factory(cfg.env, feedback_wrapper(cfg, policy.engine))
     params = SamplingParams(
         temperature=s.temperature,
         top_p=s.top_p,

@@ -296,3 +296,25 @@ def test_sampling_is_read_from_the_config_when_it_has_a_sampling_group():
     assert _sampling_config(cfg, None) == TextSamplingConfig(k=3, temperature=0.5)
     given = TextSamplingConfig(k=2)
     assert _sampling_config(cfg, given) is given
+
+
+def test_configured_ai_feedback_reaches_the_evaluated_reward():
+    """feedback=judge adds the judge's weighted score to each episode's reward."""
+    from selfplay.config import SelfplayConfig
+    from selfplay.evaluate_text import feedback_wrapper
+    from selfplay.feedback.config import FeedbackSourceConfig
+    from selfplay.policy.config import PolicyConfig
+    from selfplay.policy.factory import make_engine
+
+    cfg = OmegaConf.structured(SelfplayConfig)
+    cfg.env.id = "selfplay/MathArithmetic-v0"
+    cfg.feedback.sources = [FeedbackSourceConfig(kind="judge_pointwise", weight=0.5)]
+    engine = make_engine(PolicyConfig(max_seq_len=512), cfg.engine)
+    from selfplay.build import build_env
+
+    env = feedback_wrapper(cfg, engine)(build_env(cfg.env, split="test"))
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step("Answer: 123456789")
+    assert terminated and info["env_reward"] == 0.0
+    judge = info["feedback"]["judge_pointwise"]
+    assert 0.0 < judge < 1.0 and reward == pytest.approx(0.5 * judge)
