@@ -193,3 +193,29 @@ def test_vllm_kind_without_vllm_is_a_clear_error(tmp_path):
             make_engine(PolicyConfig(path=str(tmp_path)), EngineConfig(kind="vllm"))
     else:
         pytest.skip("vllm installed")
+
+
+def test_prefill_of_last_positions_matches_full_prefill(engine):
+    """The engine's prefill runs the last layer at each prompt's last position only."""
+    ids = torch.randint(4, 60, (5, 12))
+    last = torch.tensor([11, 3, 7, 0, 9])
+    with torch.inference_mode():
+        full, kv_full = engine.decoder.prefill(ids)
+        part, kv_part = engine.decoder.prefill(ids, last)
+    torch.testing.assert_close(part, full[torch.arange(5), last], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kv_part, kv_full, atol=1e-5, rtol=1e-5)
+
+
+def test_sample_is_row_independent_and_greedy_needs_no_uniforms():
+    from selfplay.policy.sampling import sample
+
+    logits = torch.randn(6, 50)
+    u = torch.rand(6)
+    greedy, _ = sample(logits, None, 0.0, 0, 1.0)
+    assert greedy.tolist() == logits.argmax(-1).tolist()
+    whole, lp = sample(logits, u, 0.8, 10, 0.9)
+    rows = [sample(logits[i : i + 1], u[i : i + 1], 0.8, 10, 0.9)[0].item() for i in range(6)]
+    assert whole.tolist() == rows
+    torch.testing.assert_close(lp, torch.log_softmax(logits, -1)[torch.arange(6), whole])
+    with pytest.raises(ValueError, match="uniform"):
+        sample(logits, None, 1.0, 0, 1.0)

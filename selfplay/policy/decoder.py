@@ -3,15 +3,19 @@
 It reads the weights of a ``PolicyModel`` (Llama, Qwen2 and other models of the same layout:
 RMSNorm, RoPE, grouped-query attention, SwiGLU) and runs them with as few kernel launches as it
 can: the q/k/v projections are fused into one matmul, gate/up into another (prepared once at load
-time, again after every weight update), RoPE is applied to q and k together, attention is
-``scaled_dot_product_attention`` with grouped-query heads, and keys/values live in one
+time, again after every weight update), RoPE is applied to q and k together (one roll and one
+multiply-add), residual adds ride on the matmuls (``addmm``), and keys/values live in one
 preallocated cache ``[layers, 2, slots, kv_heads, max_len, head_dim]``.
 
 Two entry points, both pure tensor code with shapes in the comments:
 - ``prefill``: full causal forward of right-padded prompts, returning the hidden states and the
-  keys/values of every position (the engine copies them into cache slots);
+  keys/values of every position (the engine copies them into cache slots); given each prompt's
+  last position, the last layer runs its queries, attention and MLP for that position only (the
+  engine needs nothing else from it), a quarter of a 4-layer model's prefill work;
 - ``decode``: one token for each of the first ``B`` slots, each at its own position, reading and
-  writing the slot cache.
+  writing the slot cache. On CPU its attention is two batched matmuls over the filled part of the
+  cache with one additive mask per step (``scaled_dot_product_attention``'s CPU kernel costs
+  several times more at one query per row); on CUDA it is ``scaled_dot_product_attention``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ def _cat_bias(*linears) -> torch.Tensor | None:
     if all(lin.bias is None for lin in linears):
         return None
     return torch.cat(
-        [lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features) for lin in linears]
+        [lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
+         for lin in linears]
     )
 
 
@@ -110,6 +115,9 @@ class Decoder:
         cos, sin = body.rotary_emb(probe, positions)  # [1, L, D] each
         self.cos = cos[0].to(self.embed.dtype)  # [L, D]
         self.sin = sin[0].to(self.embed.dtype)  # [L, D]
+        # rotate_half(x) * sin == roll(x, D/2) * [-sin_1, sin_2]: one roll instead of neg + cat.
+        half = self.head_dim // 2
+        self.sin_signed = torch.cat((-self.sin[:, :half], self.sin[:, half:]), dim=-1)  # [L, D]
 
     def new_cache(self, slots: int) -> torch.Tensor:
         """An empty KV cache [layers, 2, slots, Hkv, max_len, D]."""
@@ -121,16 +129,24 @@ class Decoder:
 
     # ---- pieces ------------------------------------------------------------------------------
 
-    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Rotate x [..., heads, D] by cos/sin broadcast as [..., 1, D] (HF's rotate-half form)."""
-        half = self.head_dim // 2
-        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+        """Rotate x [..., heads, D] by cos/sin_signed broadcast as [..., 1, D] (HF's rotate-half
+        form: x * cos + rotate_half(x) * sin)."""
+        return torch.addcmul(x * cos, x.roll(self.head_dim // 2, dims=-1), sin_signed)
+
+    @staticmethod
+    def _residual(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None):
+        """x + a @ w.T (+ b) for x [..., H], a [..., K], w [H, K], in one GEMM for 2-D x."""
+        if x.dim() == 2:
+            out = torch.addmm(x, a, w.t())
+        else:
+            out = x + F.linear(a, w)
+        return out if b is None else out + b
 
     def _mlp(self, x: torch.Tensor, w: LayerWeights) -> torch.Tensor:
         h = F.rms_norm(x, (self.hidden_size,), w.post_norm, self.eps)
         gate, up = F.linear(h, w.gate_up_w, w.gate_up_b).split(self.intermediate_size, dim=-1)
-        return x + F.linear(F.silu(gate) * up, w.down_w, w.down_b)
+        return self._residual(x, F.silu(gate).mul_(up), w.down_w, w.down_b)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final-norm hidden [..., H] -> float32 logits [..., V]."""
@@ -142,17 +158,24 @@ class Decoder:
 
     # ---- forwards ----------------------------------------------------------------------------
 
-    def prefill(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal forward of right-padded ids [P, T] -> (final-norm hidden [P, T, H],
-        keys/values [layers, 2, P, Hkv, T, D]). Padding sits after each prompt, so causal
-        attention alone keeps it out of every real position."""
+    def prefill(
+        self, ids: torch.Tensor, last: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal forward of right-padded ids [P, T] -> (final-norm hidden [P, T, H], keys/values
+        [layers, 2, P, Hkv, T, D]). Padding sits after each prompt, so causal attention alone
+        keeps it out of every real position. Given ``last`` [P] (each prompt's last position),
+        the hidden state is [P, H] at those positions only, and the last layer computes no more
+        than that needs (its keys/values still cover every position)."""
         P, T = ids.shape
         Hq, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
         x = F.embedding(ids, self.embed)  # [P, T, H]
-        cos, sin = self.cos[:T, None, :], self.sin[:T, None, :]  # [T, 1, D]
+        cos, sin = self.cos[:T, None, :], self.sin_signed[:T, None, :]  # [T, 1, D]
         kv = x.new_empty((self.num_layers, 2, P, Hkv, T, D))
         for i, w in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden_size,), w.in_norm, self.eps)
+            if last is not None and i == self.num_layers - 1:
+                x = self._prefill_last_layer(x, h, w, kv[i], last)  # [P, H]
+                break
             qkv = F.linear(h, w.qkv_w, w.qkv_b)  # [P, T, (Hq + 2 Hkv) D]
             qk = self._rope(qkv[..., : (Hq + Hkv) * D].view(P, T, Hq + Hkv, D), cos, sin)
             q = qk[:, :, :Hq].transpose(1, 2)  # [P, Hq, T, D]
@@ -164,6 +187,30 @@ class Decoder:
             x = x + F.linear(att.transpose(1, 2).reshape(P, T, Hq * D), w.o_w, w.o_b)
             x = self._mlp(x, w)
         return F.rms_norm(x, (self.hidden_size,), self.final_norm, self.eps), kv
+
+    def _prefill_last_layer(
+        self, x: torch.Tensor, h: torch.Tensor, w: LayerWeights, kv: torch.Tensor,
+        last: torch.Tensor,
+    ) -> torch.Tensor:
+        """The last block of a prefill, for residual x and normed h [P, T, H]: keys/values of
+        every position into kv [2, P, Hkv, T, D]; query, attention and MLP at ``last`` [P] only
+        -> residual [P, H]."""
+        P, T = h.shape[:2]
+        Hq, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
+        qd = Hq * D
+        kv_b = None if w.qkv_b is None else w.qkv_b[qd:]
+        kvp = F.linear(h, w.qkv_w[qd:], kv_b)  # [P, T, 2 Hkv D]
+        k = self._rope(kvp[..., : Hkv * D].view(P, T, Hkv, D),
+                       self.cos[:T, None, :], self.sin_signed[:T, None, :])
+        kv[0] = k.transpose(1, 2)  # [P, Hkv, T, D]
+        kv[1] = kvp[..., Hkv * D :].view(P, T, Hkv, D).transpose(1, 2)
+        rows = torch.arange(P, device=h.device)
+        q = F.linear(h[rows, last], w.qkv_w[:qd], None if w.qkv_b is None else w.qkv_b[:qd])
+        q = self._rope(q.view(P, Hq, D), self.cos[last][:, None, :],
+                       self.sin_signed[last][:, None, :])  # [P, Hq, D]
+        visible = torch.arange(T, device=h.device)[None, :] <= last[:, None]  # [P, T]
+        att = self._attend(q, kv[0], kv[1], self._mask_bias(visible, h.dtype))  # [P, Hq D]
+        return self._mlp(self._residual(x[rows, last], att, w.o_w, w.o_b), w)
 
     def decode(
         self,
@@ -179,11 +226,12 @@ class Decoder:
         B = tokens.shape[0]
         Hq, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
         x = F.embedding(tokens, self.embed)  # [B, H]
-        cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]  # [B, 1, D]
+        cos = self.cos[positions][:, None, :]  # [B, 1, D]
+        sin = self.sin_signed[positions][:, None, :]  # [B, 1, D]
         rows = torch.arange(B, device=tokens.device)  # [B]
         # Each slot sees its own prefix: key position j is visible iff j <= the slot's position.
-        mask = torch.arange(span, device=tokens.device)[None, :] <= positions[:, None]  # [B, S]
-        mask = mask[:, None, None, :]  # [B, 1, 1, span]
+        visible = torch.arange(span, device=tokens.device)[None, :] <= positions[:, None]  # [B, S]
+        bias = self._mask_bias(visible, x.dtype)  # [B, 1, 1, S]
         for i, w in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden_size,), w.in_norm, self.eps)
             qkv = F.linear(h, w.qkv_w, w.qkv_b)  # [B, (Hq + 2 Hkv) D]
@@ -191,17 +239,34 @@ class Decoder:
             keys, values = cache[i, 0], cache[i, 1]  # [slots, Hkv, max_len, D] each
             keys[rows, :, positions] = qk[:, Hq:]  # [B, Hkv, D]
             values[rows, :, positions] = qkv[:, (Hq + Hkv) * D :].view(B, Hkv, D)
-            att = F.scaled_dot_product_attention(
-                qk[:, :Hq, None, :],  # [B, Hq, 1, D]
-                keys[:B, :, :span],  # [B, Hkv, span, D]
-                values[:B, :, :span],
-                attn_mask=mask,
-                scale=self.scale,
-                enable_gqa=Hq != Hkv,
-            )  # [B, Hq, 1, D]
-            x = x + F.linear(att.reshape(B, Hq * D), w.o_w, w.o_b)
+            att = self._attend(qk[:, :Hq], keys[:B, :, :span], values[:B, :, :span], bias)
+            x = self._residual(x, att, w.o_w, w.o_b)  # [B, H]
             x = self._mlp(x, w)
         return F.rms_norm(x, (self.hidden_size,), self.final_norm, self.eps)
+
+    @staticmethod
+    def _mask_bias(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """visible [B, S] bool -> additive attention mask [B, 1, 1, S] (0 or -inf)."""
+        bias = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+        return bias.masked_fill_(~visible, float("-inf"))[:, None, None, :]
+
+    def _attend(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """One query per row: q [B, Hq, D], keys/values [B, Hkv, S, D], bias [B, 1, 1, S]
+        -> attention output [B, Hq D] (query head h reads kv head h // (Hq / Hkv))."""
+        B, Hq, D = q.shape
+        Hkv = keys.shape[1]
+        if q.is_cuda:
+            att = F.scaled_dot_product_attention(
+                q[:, :, None, :], keys, values, attn_mask=bias, scale=self.scale,
+                enable_gqa=Hq != Hkv,
+            )  # [B, Hq, 1, D]
+            return att.reshape(B, Hq * D)
+        # The query heads of one kv head side by side: [B, Hkv, G, D] against [B, Hkv, S, D].
+        scores = torch.matmul((q * self.scale).reshape(B, Hkv, Hq // Hkv, D), keys.transpose(2, 3))
+        probs = torch.softmax(scores.add_(bias), dim=-1)  # [B, Hkv, G, S]
+        return torch.matmul(probs, values).view(B, Hq * D)
 
 
 __all__ = ["Decoder", "LayerWeights"]

@@ -32,17 +32,21 @@ def draw_uniforms(gen: torch.Generator, count: int) -> list[float]:
 
 def sample(
     logits: torch.Tensor,
-    uniforms: torch.Tensor,
+    uniforms: torch.Tensor | None,
     temperature: float,
     top_k: int,
     top_p: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits [B, V] float32, uniforms [B] -> (tokens [B] long, untempered logprobs [B])."""
+    """logits [B, V] float32, uniforms [B] (unused, may be None, when greedy) ->
+    (tokens [B] long, untempered logprobs [B]). One pass over the whole batch: every row is
+    drawn by inverse CDF with its own uniform, so no row's draw depends on another's."""
     logp = F.log_softmax(logits, dim=-1)  # [B, V]
     if temperature <= 0.0:
         tokens = logits.argmax(dim=-1)
     else:
-        z = logits / temperature
+        if uniforms is None:
+            raise ValueError("sample: temperature > 0 needs one uniform per row")
+        z = logits / temperature if temperature != 1.0 else logits
         if top_k > 0 or top_p < 1.0:
             z, order = z.sort(dim=-1, descending=True)  # [B, V]
         else:

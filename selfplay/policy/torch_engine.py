@@ -7,12 +7,14 @@ has ``max_batch_size`` slots; between decode steps free slots are refilled from 
 distinct prompt once (prefix sharing: the n completions of a prompt, and requests with the same
 prompt, copy one prefill's keys/values into their slots) and samples the first token from its
 last position. Every sequence draws from its own generator, seeded by (seed, completion index)
-only, so a seeded prompt samples the same tokens whatever else is in the call or the batch. Public methods hold a lock, so concurrent callers
-(threads of one actor) are served one call at a time.
+only, so a seeded prompt samples the same tokens whatever else is in the call or the batch; a
+decode step samples every row in one vectorised pass (``sampling.sample``). Public methods hold a
+lock, so concurrent callers (threads of one actor) are served one call at a time.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
@@ -246,20 +248,20 @@ class TorchEngine:
             positions = torch.tensor(next_pos[:width], device=self.device)  # [W]
             hidden = self._decode(cache, tokens, positions, span)  # [W, H]
             logits = self.decoder.head(hidden)  # [W, V]
-            self._check_finite(logits, active, slots)
-            uniforms = [
-                s.uniforms[len(s.token_ids)] if s is not None else 0.0 for s in slots[:width]
-            ]
+            uniforms = None
+            if sampling.temperature > 0:  # each row's next uniform (greedy needs none)
+                uniforms = torch.tensor(
+                    [s.uniforms[len(s.token_ids)] if s is not None else 0.0 for s in slots[:width]],
+                    dtype=torch.float32,  # float32 as ever: the same seed gives the same tokens
+                    device=self.device,
+                )
             new, logp = sample(
-                logits,
-                torch.tensor(uniforms, device=self.device),
-                sampling.temperature,
-                sampling.top_k,
-                sampling.top_p,
+                logits, uniforms, sampling.temperature, sampling.top_k, sampling.top_p
             )
             self.stats.decode_steps += 1
             self.stats.max_active = max(self.stats.max_active, len(active))
             new_l, logp_l = new.tolist(), logp.tolist()
+            self._check_finite(logp_l, active, slots)
             for i in active:
                 seq = slots[i]
                 self._append(seq, new_l[i], logp_l[i], sampling)
@@ -281,9 +283,9 @@ class TorchEngine:
             chunk = keys[start : start + self.cfg.max_batch_size]
             prompts = [missing[k] for k in chunk]
             ids, _ = right_pad(prompts, self._pad, self.device)  # [P, T]
-            hidden, kv = self.decoder.prefill(ids)  # [P, T, H], [L, 2, P, Hkv, T, D]
-            last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
-            logits = self.decoder.head(hidden[torch.arange(len(prompts)), last])  # [P, V]
+            last = torch.tensor([len(p) - 1 for p in prompts], device=self.device)  # [P]
+            hidden, kv = self.decoder.prefill(ids, last)  # [P, H], [L, 2, P, Hkv, T, D]
+            logits = self.decoder.head(hidden)  # [P, V]
             self.stats.prefill_tokens += sum(len(p) for p in prompts)
             for j, (key, p) in enumerate(zip(chunk, prompts)):
                 prefilled[key] = (kv[:, :, j, :, : len(p)], logits[j])
@@ -298,17 +300,20 @@ class TorchEngine:
                 del prefilled[key]  # every sequence of this prompt is in: free its prefill
         logits = torch.stack(rows)  # [A, V]
         seqs = [seq for _, seq in admitted]
-        self._check_finite(logits, range(len(seqs)), seqs)
-        uniforms = torch.tensor([s.uniforms[0] for s in seqs], device=self.device)
+        uniforms = torch.tensor([s.uniforms[0] for s in seqs], dtype=torch.float32,
+                                device=self.device)
         new, logp = sample(logits, uniforms, sampling.temperature, sampling.top_k, sampling.top_p)
-        for seq, tok, lp in zip(seqs, new.tolist(), logp.tolist()):
+        new_l, logp_l = new.tolist(), logp.tolist()
+        self._check_finite(logp_l, range(len(seqs)), seqs)
+        for seq, tok, lp in zip(seqs, new_l, logp_l):
             self._append(seq, tok, lp, sampling)
 
     def _append(self, seq: _Sequence, token: int, logprob: float, sampling: SamplingParams):
         """Record a sampled token and decide whether the sequence is finished."""
         seq.token_ids.append(token)
         seq.logprobs.append(logprob)
-        if token in self._eos and not sampling.ignore_eos or sampling.stop and self._cut_at_stop(seq, sampling.stop):
+        eos = token in self._eos and not sampling.ignore_eos
+        if eos or sampling.stop and self._cut_at_stop(seq, sampling.stop):
             seq.finish_reason = "stop"
         elif len(seq.token_ids) >= seq.budget:
             seq.finish_reason = "length"
@@ -370,15 +375,17 @@ class TorchEngine:
                 torch._dynamo.mark_static_address(self._cache)  # a fixed buffer for CUDA graphs
         return self._cache
 
-    def _check_finite(self, logits: torch.Tensor, rows, seqs) -> None:
-        """NaN/inf logits mean broken weights or inputs: fail loudly instead of sampling junk."""
-        rows = list(rows)
-        bad = ~torch.isfinite(logits[rows]).all(dim=-1)
-        if bad.any():
-            seq = seqs[rows[int(bad.nonzero()[0, 0])]]
-            raise EngineInputError(
-                f"request {seq.request}: the model produced non-finite logits (NaN weights?)"
-            )
+    @staticmethod
+    def _check_finite(logprobs: list[float], rows, seqs) -> None:
+        """NaN/inf logits mean broken weights or inputs: fail loudly instead of sampling junk.
+        A NaN or +inf logit makes its whole log-softmax row NaN or -inf/NaN, so the chosen
+        token's log-probability (already on the host) tells, with no extra pass over [B, V]."""
+        for r in rows:
+            if not math.isfinite(logprobs[r]):
+                raise EngineInputError(
+                    f"request {seqs[r].request}: the model produced non-finite logits (NaN "
+                    f"weights?)"
+                )
 
     def _decode_text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
