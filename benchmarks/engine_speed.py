@@ -7,21 +7,22 @@ benchmarks/results/engine_speed.json (DESIGN.md's benchmark protocol).
     .venv/bin/python benchmarks/engine_speed.py            # CPU: 4 layers x 256 wide, batch 32
     .venv/bin/python benchmarks/engine_speed.py --quick    # the same code path, small
     .venv/bin/python benchmarks/engine_speed.py --gpu      # Qwen2-0.5B shape, bf16, batch 256
+    .venv/bin/python benchmarks/engine_speed.py --threads 1   # both sides on one core
 
 Tokens/s counts generated tokens (batch x new tokens) over the wall time of the whole call,
-prefill included, for both sides.
+prefill included, for both sides; ours and theirs alternate, repeat by repeat, and the median
+counts. A ``--quick`` run writes results/engine_speed.quick.json, never the full run's file.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
@@ -33,12 +34,13 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure, machine, write_result
+
 from selfplay.policy.config import EngineConfig
 from selfplay.policy.engine import SamplingParams
 from selfplay.policy.model import PolicyModel
 from selfplay.policy.torch_engine import TorchEngine
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "engine_speed.json")
 
 
 @dataclass
@@ -118,10 +120,10 @@ def run(setup: Setup, lm: torch.nn.Module) -> list[dict]:
     for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
         sampling = SamplingParams(temperature=temperature, top_p=1.0,
                                   max_tokens=setup.new_tokens, ignore_eos=True, seed=0)
-        hf_kwargs = dict(attention_mask=mask, max_new_tokens=setup.new_tokens,
-                         min_new_tokens=setup.new_tokens, pad_token_id=0,
-                         do_sample=temperature > 0, top_k=None, top_p=1.0,
-                         temperature=temperature if temperature > 0 else 1.0)
+        hf_kwargs = {"attention_mask": mask, "max_new_tokens": setup.new_tokens,
+                     "min_new_tokens": setup.new_tokens, "pad_token_id": 0,
+                     "do_sample": temperature > 0, "top_k": None, "top_p": 1.0,
+                     "temperature": temperature if temperature > 0 else 1.0}
 
         def ours(sampling=sampling):
             return engine.generate(prompts, sampling)
@@ -131,47 +133,38 @@ def run(setup: Setup, lm: torch.nn.Module) -> list[dict]:
                 return hf.generate(ids, **hf_kwargs)
 
         ours(), theirs()  # warm-up (and compilation on a GPU)
-        t_ours = [timed(ours, sync) for _ in range(setup.repeats)]
-        t_hf = [timed(theirs, sync) for _ in range(setup.repeats)]
+        t_ours, t_hf = [], []
+        for _ in range(setup.repeats):  # interleaved, so a change in machine load hits both
+            t_ours.append(timed(ours, sync))
+            t_hf.append(timed(theirs, sync))
         if mode == "greedy":  # the two sides must generate the same thing
             mine = [c[0].token_ids for c in ours()]
             ref = theirs()[:, setup.prompt_len:].tolist()
             same = sum(a == b for a, b in zip(mine, ref)) / len(ref)
             print(f"greedy sequences identical to transformers: {same:.0%}")
+        # Every completion has exactly new_tokens tokens on both sides (ignore_eos /
+        # min_new_tokens), so tokens/s compare the same work.
+        assert all(len(c[0].token_ids) == setup.new_tokens for c in ours())
         ours_tps = n_tokens / statistics.median(t_ours)
         hf_tps = n_tokens / statistics.median(t_hf)
-        figures.append({
-            "name": f"{setup.label} decode, {mode} (batch {setup.batch}, {setup.prompt_len}-token "
-                    f"prompts, {setup.new_tokens} new tokens)",
-            "unit": "tokens/s",
-            "ours": round(ours_tps, 1),
-            "baseline": round(hf_tps, 1),
-            "baseline_name": f"transformers {__import__('transformers').__version__} generate()",
-            "ratio": round(ours_tps / hf_tps, 2),
-            "goal": setup.goal,
-            "runs_s": {"ours": [round(t, 4) for t in t_ours], "baseline": [round(t, 4) for t in t_hf]},
-        })
+        row = figure(
+            f"{setup.label} decode, {mode} (batch {setup.batch}, {setup.prompt_len}-token "
+            f"prompts, {setup.new_tokens} new tokens)",
+            "tokens/s", ours_tps, hf_tps,
+            f"transformers {__import__('transformers').__version__} generate()", setup.goal,
+        )
+        row["runs_s"] = {"ours": [round(t, 4) for t in t_ours],
+                         "baseline": [round(t, 4) for t in t_hf]}
+        if mode == "greedy":
+            row["greedy_identical"] = same
+        figures.append(row)
     return figures
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    if torch.cuda.is_available():
-        desc += f"; gpu {torch.cuda.get_device_name(0)}"
-    return desc
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short run, same code path")
     ap.add_argument("--gpu", action="store_true", help="Qwen2-0.5B shape on cuda, bf16")
-    ap.add_argument("--out", default=RESULTS, help="where to write the JSON")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads for both sides (0: torch's default)")
     args = ap.parse_args()
@@ -186,26 +179,20 @@ def main() -> None:
     else:
         setup = Setup("Llama 4x256, vocab 512, fp32, cpu", "cpu", "float32",
                       8 if args.quick else 32, 32, 16 if args.quick else 64,
-                      1 if args.quick else 3, ">= 3x")
+                      1 if args.quick else 5, ">= 3x")
         torch.manual_seed(0)
         lm = cpu_model()
     figures = run(setup, lm)
 
     print(f"\n{'figure':<95} {'ours':>10} {'baseline':>10} {'ratio':>7}  goal")
     for f in figures:
-        print(f"{f['name']:<95} {f['ours']:>10.1f} {f['baseline']:>10.1f} {f['ratio']:>6.2f}x  {f['goal']}")
-    result = {
-        "benchmark": "engine_speed",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "quick": args.quick,
-        "figures": figures,
-    }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.out}")
-
+        print(f"{f['name']:<95} {f['ours']:>10.1f} {f['baseline']:>10.1f} {f['ratio']:>6.2f}x  "
+              f"{f['goal']}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    note = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"load average {load:.2f} at the end")
+    print(f"{machine(note)}")
+    write_result("engine_speed", figures, quick=args.quick, note=note)
 
 if __name__ == "__main__":
     main()

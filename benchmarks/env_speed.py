@@ -8,7 +8,8 @@ Measures, on one core and in the same run:
   (b) random-rollout UCT simulations per second from the empty board: ours (one search, and a
       batch of searches in one call) vs OpenSpiel's Python ``MCTSBot`` and its C++ ``MCTSBot``,
       all with uct_c=2, one random rollout per simulation, no solver.
-Prints a table and writes benchmarks/results/env_speed.json (DESIGN.md's benchmarks protocol).
+Prints a table and writes benchmarks/results/env_speed.json (DESIGN.md's benchmarks protocol;
+a --quick run writes env_speed.quick.json instead).
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ import os
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one core, before numba is imported
 
 import argparse
-import datetime
-import json
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -31,26 +29,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import figure, machine, write_result
 
 from envs.games import connect_four, rollout_mcts, tictactoe
 from envs.games.kernels import kernel_id_of
 
-RESULTS = ROOT / "benchmarks" / "results" / "env_speed.json"
 UCT_C = 2.0
+NOTE = "measured on 1 core; no GPU used"
 GAMES = {"tictactoe": tictactoe, "connect_four": connect_four}
 SPIEL_NAMES = {"tictactoe": "tic_tac_toe", "connect_four": "connect_four"}
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores (measured on 1 core); no GPU used"
 
 
 def rate(work: Callable[[], int], seconds: float) -> float:
@@ -130,24 +119,9 @@ def spiel_mcts_cpp(pyspiel: Any, name: str, sims: int, seconds: float) -> float:
 # ---- the run -------------------------------------------------------------------------------
 
 
-def figure(
-    name: str, unit: str, ours: float, baseline: float | None, baseline_name: str, goal: str
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "unit": unit,
-        "ours": round(ours, 1),
-        "baseline": None if baseline is None else round(baseline, 1),
-        "baseline_name": baseline_name,
-        "ratio": None if not baseline else round(ours / baseline, 2),
-        "goal": goal,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     t_ours, t_base = (0.5, 1.0) if args.quick else (3.0, 8.0)
     sims = (
@@ -219,14 +193,8 @@ def main() -> None:
             )
         )
 
-    result = {
-        "benchmark": "env_speed",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "quick": args.quick,
-        "figures": figures,
-    }
-    print(f"env_speed ({'quick' if args.quick else 'full'}) on {result['machine']}")
+    where = machine(NOTE)
+    print(f"env_speed ({'quick' if args.quick else 'full'}) on {where}")
     print(f"{'figure':<64} {'unit':>8} {'ours':>12} {'baseline':>12} {'ratio':>8}  goal")
     for f in figures:
         base = "n/a" if f["baseline"] is None else f"{f['baseline']:,.0f}"
@@ -235,11 +203,7 @@ def main() -> None:
             f"{f['name']:<64} {f['unit']:>8} {f['ours']:>12,.0f} {base:>12} {ratio:>8}  {f['goal']}"
         )
         print(f"{'':<64}   vs {f['baseline_name']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)  # never a half-written results file
-    print(f"wrote {args.out}")
+    write_result("env_speed", figures, quick=args.quick, note=NOTE)  # atomic; --quick: .quick.json
 
 
 if __name__ == "__main__":

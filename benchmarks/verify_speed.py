@@ -21,10 +21,7 @@ Prints a table and writes benchmarks/results/verify_speed.json (DESIGN.md's benc
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,24 +30,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from envs.code.sandbox import SandboxPool  # noqa: E402
-from envs.code.tasks import LEVELS, generate  # noqa: E402
-from envs.code.verify import run_tests  # noqa: E402
+from common import figure, machine, write_result
 
-RESULTS = ROOT / "benchmarks" / "results" / "verify_speed.json"
+from envs.code.sandbox import SandboxPool
+from envs.code.tasks import LEVELS, generate
+from envs.code.verify import run_tests
 
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores; no GPU used"
+NOTE = "no GPU used"
 
 
 def _programs(n: int) -> list[str]:
@@ -163,7 +151,7 @@ def _naive_verdicts(pairs: list[tuple[str, str]], wrap: str) -> tuple[list[bool]
     for c, r in pairs:
         try:
             out.append(bool(verify(parse(wrap.format(r)), parse(wrap.format(c)))))
-        except Exception:  # noqa: BLE001
+        except Exception:
             out.append(False)
     return out, len(pairs) / (time.perf_counter() - t0)
 
@@ -191,6 +179,7 @@ def bench_math(n: int) -> list[dict]:
 
     raw = "math_verify.parse + verify in-process on the bare strings, one by one, no time limit"
     boxed = "math_verify.parse + verify in-process, answers in \\boxed{}, one by one, no time limit"
+    goal = ">= 1: a time limit and isolation, and still as fast as the raw call"
     figures = []
     for label, batch, wrap, base_name in [
         ("", pairs, "{}", raw),
@@ -200,14 +189,13 @@ def bench_math(n: int) -> list[dict]:
         ours_v, ours_rate = ours(batch)
         base_v, base_rate = _naive_verdicts(batch, wrap)
         agree = sum(a == b for a, b in zip(ours_v, base_v))
-        figures.append({
-            "name": f"math answer verifications/s ({label}{len(batch)} pairs; "
-                    f"{agree}/{len(batch)} verdicts agree)",
-            "unit": "checks/s", "ours": ours_rate, "baseline": base_rate,
-            "baseline_name": base_name, "agree": agree, "pairs": len(batch),
-            "disagree_samples": [[c, r, o] for (c, r), o, b in zip(batch, ours_v, base_v)
-                                 if o != b][:6],
-            "goal": ">= 1: a time limit and isolation, and still as fast as the raw call"})
+        row = figure(f"math answer verifications/s ({label}{len(batch)} pairs; "
+                     f"{agree}/{len(batch)} verdicts agree)", "checks/s", ours_rate, base_rate,
+                     base_name, goal)
+        row.update(agree=agree, pairs=len(batch),
+                   disagree_samples=[[c, r, o] for (c, r), o, b in zip(batch, ours_v, base_v)
+                                     if o != b][:6])
+        figures.append(row)
     return figures
 
 
@@ -220,41 +208,25 @@ def main() -> None:
 
     figures = []
     ours, base = bench_executions(n_exec, workers)
-    figures.append(dict(
-        name=f"sandboxed executions/s, small programs ({workers} slots, fork mode)",
-        unit="executions/s", ours=ours, baseline=base,
-        baseline_name="subprocess.run([python, file]) per program, sequential, unconfined",
-        goal="> 1: confinement costs nothing against the naive runner"))
+    figures.append(figure(
+        f"sandboxed executions/s, small programs ({workers} slots, fork mode)", "executions/s",
+        ours, base, "subprocess.run([python, file]) per program, sequential, unconfined",
+        "> 1: confinement costs nothing against the naive runner"))
     fork, exe, base, n_tests = bench_tests(n_tasks, workers)
-    figures.append(dict(
-        name=f"code tests verified/s ({n_tests} tests, {workers} slots, fork mode)",
-        unit="tests/s", ours=fork, baseline=base,
-        baseline_name="subprocess.run([python, file]) per test (program + assert), sequential",
-        goal="> 5"))
-    figures.append(dict(
-        name=f"code tests verified/s ({n_tests} tests, {workers} slots, exec mode)",
-        unit="tests/s", ours=exe, baseline=base,
-        baseline_name="subprocess.run([python, file]) per test (program + assert), sequential",
-        goal="> 1"))
+    naive_tests = "subprocess.run([python, file]) per test (program + assert), sequential"
+    figures.append(figure(f"code tests verified/s ({n_tests} tests, {workers} slots, fork mode)",
+                          "tests/s", fork, base, naive_tests, "> 5"))
+    figures.append(figure(f"code tests verified/s ({n_tests} tests, {workers} slots, exec mode)",
+                          "tests/s", exe, base, naive_tests, "> 1"))
     figures += bench_math(n_math)
-    for f in figures:
-        f["ratio"] = f["ours"] / f["baseline"] if f["baseline"] else float("inf")
 
+    print(f"verify_speed ({'quick' if args.quick else 'full'}) on {machine(NOTE)}")
     print(f"{'figure':<72} {'ours':>10} {'baseline':>10} {'ratio':>7}")
     for f in figures:
-        print(f"{f['name']:<72} {f['ours']:>10.1f} {f['baseline']:>10.1f} {f['ratio']:>7.2f}")
+        ratio = "-" if f["ratio"] is None else f"{f['ratio']:.2f}"
+        print(f"{f['name']:<72} {f['ours']:>10.1f} {f['baseline']:>10.1f} {ratio:>7}")
         print(f"    baseline: {f['baseline_name']}")
-    if args.quick:
-        print("(--quick: not written to the results file)")
-        return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "verify_speed",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "figures": figures,
-    }, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    write_result("verify_speed", figures, quick=args.quick, note=NOTE)  # --quick: .quick.json
 
 
 if __name__ == "__main__":
