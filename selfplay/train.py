@@ -65,6 +65,10 @@ def _check_config(cfg) -> None:
         )
 
 
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+             "TOKENIZERS_PARALLELISM": "false"}
+
+
 def init_ray(cfg) -> None:
     import ray
 
@@ -72,10 +76,13 @@ def init_ray(cfg) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return
+    # Workers inherit these on a cluster too: no per-checkpoint progress bars in the logs.
+    runtime_env = {"env_vars": {k: QUIET_ENV[k] for k in QUIET_ENV}}
     if cfg.ray.address:
-        ray.init(address=cfg.ray.address, log_to_driver=True)
+        ray.init(address=cfg.ray.address, log_to_driver=True, runtime_env=runtime_env)
     else:
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True,
+                 runtime_env=runtime_env)
 
 
 def train_main(cfg) -> int:
