@@ -57,6 +57,16 @@ def _check_config(cfg) -> None:
         raise UserError(f"run.games_per_actor={cfg.run.games_per_actor}: must be >= 1")
     if cfg.search.kind != "mcts":
         raise UserError("search.kind: AlphaZero training needs search=mcts (its visit counts are the targets)")
+    # Checked here, before Ray starts, so a bad env id or a text task is one clear message
+    # rather than an actor's traceback.
+    from selfplay.build import build_env, game_of
+
+    if game_of(build_env(cfg.env)) is None:
+        raise UserError(
+            f"env.id={cfg.env.id} is a single-agent text task; `selfplay train` runs AlphaZero "
+            "self-play on two-player games (text tasks: `selfplay eval env=...`; training on "
+            "them is on the roadmap)"
+        )
     run_dir = Path(cfg.run.dir)
     if run_dir.exists() and any(run_dir.glob("checkpoints/version-*")) and not cfg.run.resume:
         raise UserError(
@@ -77,7 +87,7 @@ def init_ray(cfg) -> None:
     if ray.is_initialized():
         return
     # Workers inherit these on a cluster too: no per-checkpoint progress bars in the logs.
-    runtime_env = {"env_vars": {k: QUIET_ENV[k] for k in QUIET_ENV}}
+    runtime_env = {"env_vars": dict(QUIET_ENV)}
     if cfg.ray.address:
         ray.init(address=cfg.ray.address, log_to_driver=True, runtime_env=runtime_env)
     else:

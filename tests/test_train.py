@@ -116,3 +116,12 @@ def test_kill_minus_nine_loses_only_work_in_flight(tmp_path: Path):
     run("train", *TINY, f"run.dir={run_dir}", "run.resume=true", "run.budget_steps=4",
         "run.budget_minutes=3")
     assert versions(run_dir)[0] == 0
+
+
+def test_text_task_or_unknown_env_is_one_clear_error_before_ray(tmp_path: Path):
+    for env_arg, message in [("env=math", "single-agent text task"),
+                             ("env.id=selfplay/Nope-v0", "unknown env id 'selfplay/Nope-v0'")]:
+        result = subprocess.run(selfplay_cmd("train", env_arg, f"run.dir={tmp_path / 'r'}"),
+                                capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert result.returncode == 2 and message in result.stderr
+        assert "Traceback" not in result.stderr
