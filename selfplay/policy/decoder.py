@@ -31,14 +31,14 @@ class LayerWeights:
     """One transformer block, fused for inference."""
 
     in_norm: torch.Tensor  # [H] input RMSNorm weight
-    qkv_w: torch.Tensor  # [(Hq + 2 Hkv) D, H] q, k, v projections stacked
+    qkv_wt: torch.Tensor  # [H, (Hq + 2 Hkv) D] q, k, v projections stacked, transposed
     qkv_b: torch.Tensor | None  # [(Hq + 2 Hkv) D] (Qwen2 has q/k/v biases)
-    o_w: torch.Tensor  # [H, Hq D]
+    o_wt: torch.Tensor  # [Hq D, H]
     o_b: torch.Tensor | None  # [H]
     post_norm: torch.Tensor  # [H] post-attention RMSNorm weight
-    gate_up_w: torch.Tensor  # [2 I, H] gate and up projections stacked
+    gate_up_wt: torch.Tensor  # [H, 2 I] gate and up projections stacked, transposed
     gate_up_b: torch.Tensor | None  # [2 I]
-    down_w: torch.Tensor  # [H, I]
+    down_wt: torch.Tensor  # [I, H]
     down_b: torch.Tensor | None  # [H]
 
 
@@ -49,6 +49,19 @@ def _cat_bias(*linears) -> torch.Tensor | None:
         [lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
          for lin in linears]
     )
+
+
+def _transposed(w: torch.Tensor) -> torch.Tensor:
+    """[out, in] -> a contiguous [in, out] copy: on CPU, x @ w_t with w_t stored that way runs
+    10-20% faster than F.linear's x @ w.T at decode batch sizes (MKL, fp32, measured on the
+    2-core CI machine), for the price of a copy of o/down/lm_head (q/k/v, gate/up are copies
+    anyway)."""
+    return w.t().contiguous()
+
+
+def _transposed_view(w: torch.Tensor) -> torch.Tensor:
+    """[out, in] -> its [in, out] view (GPU: cuBLAS reads either layout at full speed)."""
+    return w.t()
 
 
 def _check_layout(config, layer) -> None:
@@ -88,7 +101,8 @@ class Decoder:
         body = self.model.lm.model
         self.embed = body.embed_tokens.weight  # [V, H] (a view: no copy)
         self.final_norm = body.norm.weight  # [H]
-        self.lm_head = self.model.lm.lm_head.weight  # [V, H]
+        t = _transposed if self.embed.device.type == "cpu" else _transposed_view
+        self.lm_head_t = t(self.model.lm.lm_head.weight)  # [H, V]
         self.value_w = self.model.value_head.weight  # [1, H]
         self.value_b = self.model.value_head.bias  # [1]
         self.layers = []
@@ -97,14 +111,15 @@ class Decoder:
             self.layers.append(
                 LayerWeights(
                     in_norm=layer.input_layernorm.weight,
-                    qkv_w=torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]),
+                    qkv_wt=t(torch.cat([att.q_proj.weight, att.k_proj.weight,
+                                        att.v_proj.weight])),
                     qkv_b=_cat_bias(att.q_proj, att.k_proj, att.v_proj),
-                    o_w=att.o_proj.weight,
+                    o_wt=t(att.o_proj.weight),
                     o_b=att.o_proj.bias,
                     post_norm=layer.post_attention_layernorm.weight,
-                    gate_up_w=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
+                    gate_up_wt=t(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
                     gate_up_b=_cat_bias(mlp.gate_proj, mlp.up_proj),
-                    down_w=mlp.down_proj.weight,
+                    down_wt=t(mlp.down_proj.weight),
                     down_b=mlp.down_proj.bias,
                 )
             )
@@ -135,22 +150,27 @@ class Decoder:
         return torch.addcmul(x * cos, x.roll(self.head_dim // 2, dims=-1), sin_signed)
 
     @staticmethod
-    def _residual(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None):
-        """x + a @ w.T (+ b) for x [..., H], a [..., K], w [H, K], in one GEMM for 2-D x."""
-        if x.dim() == 2:
-            out = torch.addmm(x, a, w.t())
-        else:
-            out = x + F.linear(a, w)
+    def _linear(x: torch.Tensor, wt: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """x [..., K] @ wt [K, N] (+ b [N]) -> [..., N]."""
+        if b is None:
+            return torch.matmul(x, wt)
+        return torch.addmm(b, x, wt) if x.dim() == 2 else torch.matmul(x, wt).add_(b)
+
+    @staticmethod
+    def _residual(x: torch.Tensor, a: torch.Tensor, wt: torch.Tensor, b: torch.Tensor | None):
+        """x + a @ wt (+ b) for x [..., H], a [..., K], wt [K, H], in one GEMM for 2-D x."""
+        out = torch.addmm(x, a, wt) if x.dim() == 2 else x + torch.matmul(a, wt)
         return out if b is None else out + b
 
     def _mlp(self, x: torch.Tensor, w: LayerWeights) -> torch.Tensor:
         h = F.rms_norm(x, (self.hidden_size,), w.post_norm, self.eps)
-        gate, up = F.linear(h, w.gate_up_w, w.gate_up_b).split(self.intermediate_size, dim=-1)
-        return self._residual(x, F.silu(gate).mul_(up), w.down_w, w.down_b)
+        gate_up = self._linear(h, w.gate_up_wt, w.gate_up_b)  # [..., 2 I]
+        gate, up = gate_up.split(self.intermediate_size, dim=-1)
+        return self._residual(x, F.silu(gate).mul_(up), w.down_wt, w.down_b)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final-norm hidden [..., H] -> float32 logits [..., V]."""
-        return F.linear(hidden, self.lm_head).float()
+        return torch.matmul(hidden, self.lm_head_t).float()
 
     def value(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final-norm hidden [..., H] -> float32 values [...] in [-1, 1]."""
@@ -176,7 +196,7 @@ class Decoder:
             if last is not None and i == self.num_layers - 1:
                 x = self._prefill_last_layer(x, h, w, kv[i], last)  # [P, H]
                 break
-            qkv = F.linear(h, w.qkv_w, w.qkv_b)  # [P, T, (Hq + 2 Hkv) D]
+            qkv = self._linear(h, w.qkv_wt, w.qkv_b)  # [P, T, (Hq + 2 Hkv) D]
             qk = self._rope(qkv[..., : (Hq + Hkv) * D].view(P, T, Hq + Hkv, D), cos, sin)
             q = qk[:, :, :Hq].transpose(1, 2)  # [P, Hq, T, D]
             kv[i, 0] = qk[:, :, Hq:].transpose(1, 2)  # [P, Hkv, T, D]
@@ -184,7 +204,7 @@ class Decoder:
             att = F.scaled_dot_product_attention(
                 q, kv[i, 0], kv[i, 1], is_causal=True, scale=self.scale, enable_gqa=Hq != Hkv
             )  # [P, Hq, T, D]
-            x = x + F.linear(att.transpose(1, 2).reshape(P, T, Hq * D), w.o_w, w.o_b)
+            x = self._residual(x, att.transpose(1, 2).reshape(P, T, Hq * D), w.o_wt, w.o_b)
             x = self._mlp(x, w)
         return F.rms_norm(x, (self.hidden_size,), self.final_norm, self.eps), kv
 
@@ -199,18 +219,19 @@ class Decoder:
         Hq, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
         qd = Hq * D
         kv_b = None if w.qkv_b is None else w.qkv_b[qd:]
-        kvp = F.linear(h, w.qkv_w[qd:], kv_b)  # [P, T, 2 Hkv D]
+        kvp = self._linear(h, w.qkv_wt[:, qd:], kv_b)  # [P, T, 2 Hkv D]
         k = self._rope(kvp[..., : Hkv * D].view(P, T, Hkv, D),
                        self.cos[:T, None, :], self.sin_signed[:T, None, :])
         kv[0] = k.transpose(1, 2)  # [P, Hkv, T, D]
         kv[1] = kvp[..., Hkv * D :].view(P, T, Hkv, D).transpose(1, 2)
         rows = torch.arange(P, device=h.device)
-        q = F.linear(h[rows, last], w.qkv_w[:qd], None if w.qkv_b is None else w.qkv_b[:qd])
+        q_b = None if w.qkv_b is None else w.qkv_b[:qd]
+        q = self._linear(h[rows, last], w.qkv_wt[:, :qd], q_b)  # [P, Hq D]
         q = self._rope(q.view(P, Hq, D), self.cos[last][:, None, :],
                        self.sin_signed[last][:, None, :])  # [P, Hq, D]
         visible = torch.arange(T, device=h.device)[None, :] <= last[:, None]  # [P, T]
         att = self._attend(q, kv[0], kv[1], self._mask_bias(visible, h.dtype))  # [P, Hq D]
-        return self._mlp(self._residual(x[rows, last], att, w.o_w, w.o_b), w)
+        return self._mlp(self._residual(x[rows, last], att, w.o_wt, w.o_b), w)
 
     def decode(
         self,
@@ -234,13 +255,13 @@ class Decoder:
         bias = self._mask_bias(visible, x.dtype)  # [B, 1, 1, S]
         for i, w in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden_size,), w.in_norm, self.eps)
-            qkv = F.linear(h, w.qkv_w, w.qkv_b)  # [B, (Hq + 2 Hkv) D]
+            qkv = self._linear(h, w.qkv_wt, w.qkv_b)  # [B, (Hq + 2 Hkv) D]
             qk = self._rope(qkv[:, : (Hq + Hkv) * D].view(B, Hq + Hkv, D), cos, sin)
             keys, values = cache[i, 0], cache[i, 1]  # [slots, Hkv, max_len, D] each
             keys[rows, :, positions] = qk[:, Hq:]  # [B, Hkv, D]
             values[rows, :, positions] = qkv[:, (Hq + Hkv) * D :].view(B, Hkv, D)
             att = self._attend(qk[:, :Hq], keys[:B, :, :span], values[:B, :, :span], bias)
-            x = self._residual(x, att, w.o_w, w.o_b)  # [B, H]
+            x = self._residual(x, att, w.o_wt, w.o_b)  # [B, H]
             x = self._mlp(x, w)
         return F.rms_norm(x, (self.hidden_size,), self.final_norm, self.eps)
 
