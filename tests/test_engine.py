@@ -219,3 +219,18 @@ def test_sample_is_row_independent_and_greedy_needs_no_uniforms():
     torch.testing.assert_close(lp, torch.log_softmax(logits, -1)[torch.arange(6), whole])
     with pytest.raises(ValueError, match="uniform"):
         sample(logits, None, 1.0, 0, 1.0)
+
+
+def test_stop_strings_checked_incrementally_match_full_decoding():
+    """The character tokenizer's stop check grows the text by each token's piece; it must cut
+    exactly where decoding the whole sequence at every token does."""
+    fast, slow = make(), make()
+    assert fast._pieces is not None
+    slow._pieces = None  # the general path: decode the whole sequence at every token
+    sampling = SamplingParams(n=6, temperature=1.0, max_tokens=30, stop=("e", "a b", "\n"),
+                              seed=4, ignore_eos=True)
+    a = fast.generate(PROMPTS, sampling)
+    b = slow.generate(PROMPTS, sampling)
+    got = [[(c.text, c.token_ids, c.finish_reason) for c in r] for r in a]
+    assert got == [[(c.text, c.token_ids, c.finish_reason) for c in r] for r in b]
+    assert any(c.finish_reason == "stop" for r in a for c in r)

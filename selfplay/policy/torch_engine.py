@@ -61,6 +61,7 @@ class _Sequence:
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str | None = None
     text: str | None = None  # set when a stop string cut it
+    running: str = ""  # the text so far, kept only where the tokenizer's pieces concatenate
 
 
 @dataclass
@@ -111,6 +112,7 @@ class TorchEngine:
         self.prefix_sharing = cfg.prefix_sharing
         self.stats = EngineStats()
         self._pad = pad_token_id(tokenizer)
+        self._pieces = _concatenative_pieces(tokenizer)
         self._eos = self._eos_ids(model, tokenizer)
         self._rng = np.random.default_rng(cfg.seed)
         self._lock = threading.Lock()
@@ -319,8 +321,14 @@ class TorchEngine:
             seq.finish_reason = "length"
 
     def _cut_at_stop(self, seq: _Sequence, stops: Sequence[str]) -> bool:
-        """If the text now contains a stop string, keep the text up to the end of the first one."""
-        text = self._decode_text(seq.token_ids)
+        """If the text now contains a stop string, keep the text up to the end of the first one.
+        Called once per new token. Where each token's text is a fixed piece (the character
+        tokenizer) the text grows by that piece, with no decode of the whole sequence per token."""
+        if self._pieces is not None:
+            seq.running += self._pieces[seq.token_ids[-1]]
+            text = seq.running
+        else:
+            text = self._decode_text(seq.token_ids)
         ends = [text.find(s) + len(s) for s in stops if s and s in text]
         if not ends:
             return False
@@ -389,6 +397,27 @@ class TorchEngine:
 
     def _decode_text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _concatenative_pieces(tokenizer) -> list[str] | None:
+    """Each token id's text, where decoding a sequence is exactly joining those texts: a
+    WordLevel vocabulary joined by a Fuse decoder with no space clean-up (the character
+    tokenizer). None for any other tokenizer (BPE merges bytes across tokens, SentencePiece
+    strips a leading space, ...): those decode the whole sequence at every stop-string check."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (
+        backend is None
+        or type(backend.model).__name__ != "WordLevel"
+        or type(backend.decoder).__name__ != "Fuse"
+        or getattr(tokenizer, "clean_up_tokenization_spaces", True)
+        or len(tokenizer) > 4096
+    ):
+        return None
+    ids = list(range(len(tokenizer)))
+    pieces = [tokenizer.decode([i], skip_special_tokens=True) for i in ids]
+    if tokenizer.decode(ids + ids[::-1], skip_special_tokens=True) != "".join(pieces + pieces[::-1]):
+        return None  # not what the structure promised: keep the exact, slower path
+    return pieces
 
 
 def _check_sampling(s: SamplingParams) -> None:
