@@ -12,6 +12,8 @@ benchmarks/results/engine_speed.json (DESIGN.md's benchmark protocol).
 Tokens/s counts generated tokens (batch x new tokens) over the wall time of the whole call,
 prefill included, for both sides; ours and theirs alternate, repeat by repeat, and the median
 counts. A ``--quick`` run writes results/engine_speed.quick.json, never the full run's file.
+On a machine busy with other jobs pass ``--threads 1``: two OpenMP threads competing with other
+processes for 2 cores slow both sides down many times over.
 """
 
 from __future__ import annotations
@@ -161,6 +163,10 @@ def run(setup: Setup, lm: torch.nn.Module) -> list[dict]:
     return figures
 
 
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short run, same code path")
@@ -168,6 +174,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads for both sides (0: torch's default)")
     args = ap.parse_args()
+    load_start = _load()
     if args.threads > 0:
         torch.set_num_threads(args.threads)  # on a shared machine 1 thread is the steadiest
     if args.gpu:
@@ -188,9 +195,8 @@ def main() -> None:
     for f in figures:
         print(f"{f['name']:<95} {f['ours']:>10.1f} {f['baseline']:>10.1f} {f['ratio']:>6.2f}x  "
               f"{f['goal']}")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     note = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"load average {load:.2f} at the end")
+            f"1-min load average {load_start:.2f} at the start, {_load():.2f} at the end")
     print(f"{machine(note)}")
     write_result("engine_speed", figures, quick=args.quick, note=note)
 
