@@ -51,15 +51,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1-minute budget, 10 games")
     parser.add_argument("--minutes", type=float, default=None, help="training budget")
     parser.add_argument("--run-dir", default="runs/bench-connect-four", help="kept for replay")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir for --minutes (run.resume=true) "
+                             "instead of starting afresh")
     args = parser.parse_args()
     minutes = args.minutes or (1.0 if args.quick else 60.0)
     games = 10 if args.quick else 100
     run_dir = (REPO / args.run_dir).resolve()
-    if run_dir.exists():
+    if run_dir.exists() and not args.resume:
         shutil.rmtree(run_dir)
 
     start = time.time()
     selfplay("train", "env=connect_four", f"run.dir={run_dir}", f"run.budget_minutes={minutes}",
+             f"run.resume={'true' if args.resume else 'false'}",
              "run.eval_every=10m", "arena.eval_games=20", "arena.search_simulations=64",
              "arena.opponents=[random,alphabeta:2]", "run.progress=false",
              # Self-play on connect four is bound by the engine's forward passes: fewer
@@ -71,7 +75,7 @@ def main() -> None:
     incumbent = run_dir / "checkpoints" / f"version-{summary['incumbent_version']:06d}"
     untrained = run_dir / "checkpoints" / "version-000000"
 
-    figures, extra = [], {"budget_minutes": minutes, "training_seconds": round(trained_s),
+    figures, extra = [], {"budget_minutes": minutes, "resumed": args.resume, "training_seconds": round(trained_s),
                           "learner_steps": summary["learner_steps"], "episodes": summary["episodes"],
                           "incumbent_version": summary["incumbent_version"], "matches": {}}
     for opponent, label in OPPONENTS.items():

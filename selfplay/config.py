@@ -47,6 +47,7 @@ class RunConfig:
     seed: int = 0  # base seed of the run
     eval_every: str = "100steps"  # cadence of arena evaluation against the reference players
     progress: bool = True  # progress bar on the terminal
+    max_actor_failures: int = 10  # rollout actors replaced after a failure, at most this many times per run
     stop_when_unbeaten: Optional[str] = None  # stop early once the incumbent (with search) loses no eval game to this reference player
 
 

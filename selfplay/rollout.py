@@ -30,15 +30,21 @@ def cached_evaluator(evaluate: Evaluator, max_entries: int = 200_000) -> Evaluat
     def evaluate_cached(states: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         keys = [np.ascontiguousarray(s).tobytes() for s in states]
         missing = [i for i, k in enumerate(keys) if k not in cache]
+        fresh: dict[bytes, tuple[np.ndarray, float]] = {}
         if missing:
             priors, values = evaluate([states[i] for i in missing])
             for row, i in enumerate(missing):
-                cache[keys[i]] = (np.asarray(priors[row]), float(values[row]))
-            while len(cache) > max_entries:
-                cache.popitem(last=False)
-        priors = np.stack([cache[k][0] for k in keys])
-        values = np.array([cache[k][1] for k in keys])
-        return priors, values
+                fresh[keys[i]] = (np.asarray(priors[row]), float(values[row]))
+        # Read every answer before anything is evicted: a full cache must never drop an entry
+        # this very call still needs.
+        found = [fresh[k] if k in fresh else cache[k] for k in keys]
+        for k in keys:
+            if k in fresh:
+                cache[k] = fresh[k]
+            cache.move_to_end(k)  # least recently used goes first
+        while len(cache) > max_entries:
+            cache.popitem(last=False)
+        return np.stack([f[0] for f in found]), np.array([f[1] for f in found])
 
     return evaluate_cached
 

@@ -139,8 +139,9 @@ class Driver:
         # the others; the OS shares the cores, and pacing (below) keeps the work balanced.
         self.learner = ray.remote(LearnerWorker).options(num_cpus=0).remote(plain, str(run_dir), self.replay)
         self.evaluator = ray.remote(EvaluatorWorker).options(num_cpus=0).remote(plain, str(run_dir))
-        self.actors = [ray.remote(RolloutWorker).options(num_cpus=0).remote(plain, i)
-                       for i in range(cfg.run.num_actors)]
+        self.make_rollout_actor = lambda i: ray.remote(RolloutWorker).options(num_cpus=0).remote(plain, i)
+        self.actors = [self.make_rollout_actor(i) for i in range(cfg.run.num_actors)]
+        self.actor_failures = 0
         state = ray.get(self.learner.state.remote())
         self.progress = Progress(version=state["version"], incumbent=state["incumbent"],
                                  learner_step=state["step"], last_publish_step=state["step"])
@@ -228,11 +229,34 @@ class Driver:
     def on_episodes(self, ref) -> None:
         import ray
 
-        self.idle.append(self.plays.pop(ref))
-        episodes = ray.get(ref)
+        actor = self.plays.pop(ref)
+        try:
+            episodes = ray.get(ref)
+        except ray.exceptions.RayError as err:
+            self.replace_actor(actor, err)
+            return
+        self.idle.append(actor)
         self.progress.decisions = ray.get(self.replay.add.remote(episodes))
         self.progress.episodes += len(episodes)
         self.metrics.episodes(episodes, self.progress.learner_step)
+
+    def replace_actor(self, actor, err: Exception) -> None:
+        """A failed rollout actor loses only its games in flight: a fresh one takes its place
+        (a week-long run must not end on one bad batch); too many failures end the run."""
+        import ray
+
+        self.actor_failures += 1
+        first_line = str(err).strip().splitlines()[-1][:300] if str(err).strip() else repr(err)
+        self.display.note(f"rollout actor failed ({self.actor_failures}/"
+                          f"{self.cfg.run.max_actor_failures}): {first_line}")
+        if self.actor_failures > self.cfg.run.max_actor_failures:
+            raise RuntimeError(f"rollout actors failed {self.actor_failures} times; last: {err}")
+        index = self.actors.index(actor)
+        ray.kill(actor)
+        fresh = self.make_rollout_actor(index)
+        fresh.set_weights.remote(self.incumbent_ref, self.progress.incumbent)
+        self.actors[index] = fresh
+        self.idle.append(fresh)
 
     def maybe_train(self) -> None:
         import ray
