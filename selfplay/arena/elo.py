@@ -16,6 +16,8 @@ The ladder lives in the run directory as ``elo.json``, rewritten atomically on `
 
 from __future__ import annotations
 
+import re
+
 import io
 import json
 import math
@@ -222,9 +224,11 @@ class EloLadder:
         return [self._history[v] for v in sorted(self._history)]
 
     def reference_players(self) -> list[str]:
-        """Players that are not policy versions (random, perfect, ...), by rating."""
+        """Players that are not policy versions (random, perfect, ...), by rating. A version is
+        a player recorded with a version, or named like one (``v12``, ``v12-prior``) — the
+        incumbent side of a gating match is recorded without its version."""
         versioned = {h.player for h in self._history.values()}
-        refs = [p for p in self._ratings if p not in versioned]
+        refs = [p for p in self._ratings if p not in versioned and not VERSION_NAME.match(p)]
         return sorted(refs, key=lambda p: self._ratings[p])
 
     def _refit(self) -> None:
@@ -308,6 +312,9 @@ def _ladder_file(path: str | Path) -> Path:
 # The curve
 
 
+VERSION_NAME = re.compile(r"^v(\d+)(-prior)?$")  # how the arena names policy versions
+
+
 def plot_elo_curve(ladder: EloLadder, path_png: str | Path, *, title: str | None = None) -> Path:
     """A PNG of each policy version's rating over versions, reference players as flat lines.
 
@@ -321,17 +328,25 @@ def plot_elo_curve(ladder: EloLadder, path_png: str | Path, *, title: str | None
     fig = Figure(figsize=(7.0, 4.0), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    history = ladder.history()
     ratings = ladder.ratings()
-    if history:
-        xs = [h.version for h in history]
-        ax.plot(xs, [h.rating for h in history], marker="o", label="policy version")
+    # The ladder's current (fitted) rating of every version: with search ("v12") and by its
+    # prior alone ("v12-prior") as two curves.
+    curves: dict[str, list[tuple[int, float]]] = {"with search": [], "prior alone": []}
+    for name, rating in ratings.items():
+        match = VERSION_NAME.match(name)
+        if match:
+            curves["prior alone" if match.group(2) else "with search"].append((int(match.group(1)), rating))
+    history = [point for points in curves.values() for point in points]
+    for label, points in curves.items():
+        if points:
+            points.sort()
+            ax.plot([v for v, _ in points], [r for _, r in points], marker="o", label=f"policy, {label}")
     for i, name in enumerate(ladder.reference_players()):
         ax.axhline(
             ratings[name],
             linestyle="--",
             linewidth=1,
-            color=f"C{i + 1}",
+            color=f"C{i + 2}",  # C0 and C1 are the two version curves
             label=f"{name} ({ratings[name]:+.0f})",
         )
     if not history and not ratings:
