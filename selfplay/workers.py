@@ -195,13 +195,13 @@ class EvaluatorWorker:
         self.ladder.save()
         return {"result": summarize(result), "accepted": decision.accepted, "score": decision.score}
 
-    def evaluate(self, weights, version: int, games: int, seed: int, with_prior: bool = True) -> list[dict]:
+    def evaluate(self, weights, version: int, games: int, seed: int) -> list[dict]:
         """Matches of the version (with search, and by its prior alone) against the references."""
         from envs.games.players import make_player
 
         arena = self.cfg.arena
         players = [self._player("candidate", weights, version, arena.search_simulations)]
-        if with_prior and arena.search_simulations > 0:
+        if arena.search_simulations > 0:
             players.append(policy_player(f"v{version}-prior", self.engines["candidate"], self.game, self.cfg.search, 0))
         results = []
         for name in arena.opponents:
