@@ -1,17 +1,21 @@
 """Decode speed of the embedded torch engine against transformers' ``generate()``.
 
-Same weights (a random-init Llama/Qwen2-shaped model), same prompts, same lengths, both greedy
-and sampled, measured in one process; prints a table and writes
+Same weights (a random-init Llama/Qwen2-shaped model), same dtype, same prompts, same lengths,
+both greedy and sampled, measured in one process; prints a table and writes
 benchmarks/results/engine_speed.json (DESIGN.md's benchmark protocol).
 
-    .venv/bin/python benchmarks/engine_speed.py            # CPU: 4 layers x 256 wide, batch 32
+    .venv/bin/python benchmarks/engine_speed.py            # CPU: 4 layers x 256 wide, batch 32,
+                                                           # float32, then bfloat16 (both sides)
     .venv/bin/python benchmarks/engine_speed.py --quick    # the same code path, small
     .venv/bin/python benchmarks/engine_speed.py --gpu      # Qwen2-0.5B shape, bf16, batch 256
     .venv/bin/python benchmarks/engine_speed.py --threads 1   # both sides on one core
 
 Tokens/s counts generated tokens (batch x new tokens) over the wall time of the whole call,
 prefill included, for both sides; ours and theirs alternate, repeat by repeat, and the median
-counts. A ``--quick`` run writes results/engine_speed.quick.json, never the full run's file.
+counts. In bfloat16 the two sides round differently (their ops differ in order), so greedy
+sequences part once two tokens are near-tied; the table records how many stay identical and the
+mean length of the common prefix. bfloat16 runs only where oneDNN has bf16 kernels for the CPU.
+A ``--quick`` run writes results/engine_speed.quick.json, never the full run's file.
 On a machine busy with other jobs pass ``--threads 1``: two OpenMP threads competing with other
 processes for 2 cores slow both sides down many times over.
 """
@@ -41,6 +45,7 @@ from common import figure, machine, write_result
 
 from selfplay.policy.config import EngineConfig
 from selfplay.policy.engine import SamplingParams
+from selfplay.policy.linear import onednn_supports
 from selfplay.policy.model import PolicyModel
 from selfplay.policy.torch_engine import TorchEngine
 
@@ -143,7 +148,9 @@ def run(setup: Setup, lm: torch.nn.Module) -> list[dict]:
             mine = [c[0].token_ids for c in ours()]
             ref = theirs()[:, setup.prompt_len:].tolist()
             same = sum(a == b for a, b in zip(mine, ref)) / len(ref)
-            print(f"greedy sequences identical to transformers: {same:.0%}")
+            prefix = statistics.mean(_common_prefix(a, b) for a, b in zip(mine, ref))
+            print(f"{setup.label}: greedy sequences identical to transformers: {same:.0%} "
+                  f"(mean common prefix {prefix:.1f} of {setup.new_tokens} tokens)")
         # Every completion has exactly new_tokens tokens on both sides (ignore_eos /
         # min_new_tokens), so tokens/s compare the same work.
         assert all(len(c[0].token_ids) == setup.new_tokens for c in ours())
@@ -159,8 +166,18 @@ def run(setup: Setup, lm: torch.nn.Module) -> list[dict]:
                          "baseline": [round(t, 4) for t in t_hf]}
         if mode == "greedy":
             row["greedy_identical"] = same
+            row["greedy_common_prefix"] = round(prefix, 1)
         figures.append(row)
     return figures
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _load() -> float:
@@ -178,18 +195,22 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)  # on a shared machine 1 thread is the steadiest
     if args.gpu:
-        setup = Setup("Qwen2-0.5B shape, bf16, cuda", "cuda", "bfloat16",
-                      32 if args.quick else 256, 128, 16 if args.quick else 128,
-                      1 if args.quick else 3, ">= 10x")
-        torch.manual_seed(0)
-        lm = gpu_model()
+        setups = [(Setup("Qwen2-0.5B shape, bf16, cuda", "cuda", "bfloat16",
+                         32 if args.quick else 256, 128, 16 if args.quick else 128,
+                         1 if args.quick else 3, ">= 10x"), gpu_model)]
     else:
-        setup = Setup("Llama 4x256, vocab 512, fp32, cpu", "cpu", "float32",
-                      8 if args.quick else 32, 32, 16 if args.quick else 64,
-                      1 if args.quick else 5, ">= 3x")
-        torch.manual_seed(0)
-        lm = cpu_model()
-    figures = run(setup, lm)
+        dtypes = [("fp32", "float32")]
+        if onednn_supports(torch.device("cpu"), torch.bfloat16):
+            dtypes.append(("bf16", "bfloat16"))
+        else:
+            print("bfloat16: skipped (oneDNN has no bf16 kernels for this CPU)")
+        setups = [(Setup(f"Llama 4x256, vocab 512, {label}, cpu", "cpu", dtype,
+                         8 if args.quick else 32, 32, 16 if args.quick else 64,
+                         1 if args.quick else 5, ">= 3x"), cpu_model) for label, dtype in dtypes]
+    figures = []
+    for setup, make_model in setups:
+        torch.manual_seed(0)  # the same weights for every dtype
+        figures += run(setup, make_model())
 
     print(f"\n{'figure':<95} {'ours':>10} {'baseline':>10} {'ratio':>7}  goal")
     for f in figures:
@@ -199,6 +220,7 @@ def main() -> None:
             f"1-min load average {load_start:.2f} at the start, {_load():.2f} at the end")
     print(f"{machine(note)}")
     write_result("engine_speed", figures, quick=args.quick, note=note)
+
 
 if __name__ == "__main__":
     main()

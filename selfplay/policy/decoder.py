@@ -113,7 +113,7 @@ class Decoder:
         body = self.model.lm.model
         self.embed = body.embed_tokens.weight  # [V, H] (a view: no copy)
         self.final_norm = body.norm.weight  # [H]
-        self.final_norm_f32 = self.final_norm.float().cpu().numpy()
+        self.final_norm_f32 = self.final_norm.detach().float().cpu().numpy()
         self.lm_head = make_linear(self.model.lm.lm_head.weight, None, self.packed)  # H -> V
         self.value_w = self.model.value_head.weight  # [1, H]
         self.value_b = self.model.value_head.bias  # [1]
@@ -134,8 +134,8 @@ class Decoder:
                     gate=linear(mlp.gate_proj),
                     up=linear(mlp.up_proj),
                     down=linear(mlp.down_proj),
-                    in_norm_f32=layer.input_layernorm.weight.float().cpu().numpy(),
-                    post_norm_f32=layer.post_attention_layernorm.weight.float().cpu().numpy(),
+                    in_norm_f32=layer.input_layernorm.weight.detach().float().cpu().numpy(),
+                    post_norm_f32=layer.post_attention_layernorm.weight.detach().float().cpu().numpy(),
                 )
             )
         # RoPE tables from the model's own rotary module, so its scaling variant is honoured.
