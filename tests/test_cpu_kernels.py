@@ -29,7 +29,8 @@ def test_rms_norm_rows_matches_hf(dtype):
         hf.weight.copy_(torch.rand(48) + 0.5)
     x = (torch.randn(7, 48) * 3).to(dtype)
     out = torch.empty_like(x)
-    rms_norm_rows(kernel_array(x), hf.weight.detach().float().numpy(), np.float32(1e-5), kernel_array(out))
+    weight = hf.weight.detach().float().numpy()
+    rms_norm_rows(kernel_array(x), weight, np.float32(1e-5), kernel_array(out))
     with torch.no_grad():
         ref = hf(x)
     # bfloat16: at most one rounding step apart (the float32 sum may be ordered differently)

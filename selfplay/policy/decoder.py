@@ -76,6 +76,10 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * normed.to(x.dtype)
 
 
+def _host_f32(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
 def kernel_array(t: torch.Tensor) -> np.ndarray:
     """A tensor as the numpy array the CPU kernels take (bfloat16 as its uint16 bits); shares
     memory with the tensor."""
@@ -113,7 +117,7 @@ class Decoder:
         body = self.model.lm.model
         self.embed = body.embed_tokens.weight  # [V, H] (a view: no copy)
         self.final_norm = body.norm.weight  # [H]
-        self.final_norm_f32 = self.final_norm.detach().float().cpu().numpy()
+        self.final_norm_f32 = _host_f32(self.final_norm)
         self.lm_head = make_linear(self.model.lm.lm_head.weight, None, self.packed)  # H -> V
         self.value_w = self.model.value_head.weight  # [1, H]
         self.value_b = self.model.value_head.bias  # [1]
@@ -134,8 +138,8 @@ class Decoder:
                     gate=linear(mlp.gate_proj),
                     up=linear(mlp.up_proj),
                     down=linear(mlp.down_proj),
-                    in_norm_f32=layer.input_layernorm.weight.detach().float().cpu().numpy(),
-                    post_norm_f32=layer.post_attention_layernorm.weight.detach().float().cpu().numpy(),
+                    in_norm_f32=_host_f32(layer.input_layernorm.weight),
+                    post_norm_f32=_host_f32(layer.post_attention_layernorm.weight),
                 )
             )
         # RoPE tables from the model's own rotary module, so its scaling variant is honoured.
