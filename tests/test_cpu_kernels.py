@@ -1,6 +1,9 @@
 """The CPU decode path: numba kernels and oneDNN linears against plain torch, and the engine in
 float32 and bfloat16 against transformers."""
 
+import glob
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -83,6 +86,32 @@ def test_decode_attention_matches_torch(dtype, num_heads, kv_heads, dim):
     # The new key/value went to each row's slot at its position, and nothing else changed.
     torch.testing.assert_close(keys.float(), ref_k.float(), atol=TOL[dtype], rtol=TOL[dtype])
     assert torch.equal(values, ref_v)
+
+
+def test_decode_attention_on_torch_team_equals_one_thread():
+    """Split over torch's OpenMP team (2 threads here), each row is computed as on one thread."""
+    from selfplay.policy import omp_team
+    from selfplay.policy.cpu_kernels import _attention_rows
+
+    if glob.glob(str(Path(torch.__file__).parent / "lib" / "libgomp*")):
+        assert omp_team.team() is not None  # a pip wheel's bundled libgomp must be found
+    torch.manual_seed(4)
+    B, Hq, Hkv, D, L = 9, 4, 2, 32, 24
+    qkv, cos, sin = torch.randn(B, (Hq + 2 * Hkv) * D), torch.rand(L, D), torch.rand(L, D)
+    keys, values = torch.randn(B, Hkv, L, D), torch.randn(B, Hkv, L, D)
+    positions = torch.randint(0, L, (B,))
+    k1, v1, k2, v2 = keys.clone(), values.clone(), keys.clone(), values.clone()
+    out1, out2 = torch.empty(B, Hq * D), torch.empty(B, Hq * D)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        decode_attention(qkv.numpy(), cos.numpy(), sin.numpy(), positions.numpy(), k1.numpy(),
+                         v1.numpy(), Hq, 0.3, out1.numpy())
+    finally:
+        torch.set_num_threads(threads)
+    _attention_rows(qkv.numpy(), cos.numpy(), sin.numpy(), positions.numpy(), k2.numpy(),
+                    v2.numpy(), Hq, np.float32(0.3), out2.numpy(), 0, B)
+    assert torch.equal(out1, out2) and torch.equal(k1, k2) and torch.equal(v1, v2)
 
 
 def test_decode_attention_keeps_nan():

@@ -15,18 +15,26 @@ Arrays are float32, or bfloat16 passed as its bits (``uint16``: torch's
 float32 and a bfloat16 result is rounded to nearest even, as torch rounds. ``exp`` is a
 float32 polynomial (about 2 ulp) that vectorises, where libm's ``expf`` would not.
 
-The kernels run on the calling thread. Parallel numba was tried: its OpenMP layer keeps a second
-OpenMP pool spinning beside torch's, which made torch's own kernels tens of times slower (a
-bfloat16 prefill's attention went from 0.9 ms to 48 ms per layer), and its workqueue layer
-gained nothing over one thread once launch latency was paid (engine_speed, 2 cores). Software
-prefetch of the next row's cache lines (an LLVM intrinsic) measured the same as none.
+Threads: ``decode_attention`` splits its rows over torch's own OpenMP team (a numba C callback
+launched with libgomp's ``GOMP_parallel``, ``selfplay.policy.omp_team``). numba's parallel
+layers were tried first: its OpenMP layer keeps a second OpenMP pool spinning beside torch's,
+which made torch's own kernels tens of times slower (a bfloat16 prefill's attention went from
+0.9 ms to 48 ms per layer), and its workqueue layer gained nothing over one thread. The norm is
+too small to be worth a launch. Software prefetch of the next row's cache lines (an LLVM
+intrinsic) measured the same as none.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+import torch
+from llvmlite import ir
+from numba import carray, cfunc, njit, types
+from numba.extending import intrinsic, overload
+
+from selfplay.policy import omp_team
 
 # fastmath without "nnan"/"ninf": reductions may be reordered (vectorised), but a NaN from broken
 # weights still reaches the logits, where the engine reports it.
@@ -93,7 +101,7 @@ def _quantize_like(array, value):
 def _exp_nonpositive(x):
     """exp(x) for x <= 0 in float32 (inputs below -87 give exp(-87), about 1.6e-38; NaN stays
     NaN)."""
-    if x < np.float32(-87.0):
+    if x < np.float32(-87.0):  # noqa: PLR1730 (max() would turn NaN into -87)
         x = np.float32(-87.0)
     t = np.floor(x * _LOG2E + np.float32(0.5))
     r = x - t * _LN2_HI - t * _LN2_LO
@@ -132,21 +140,80 @@ def decode_attention(qkv, cos, sin_signed, positions, keys, values, num_heads, s
     halves); positions [B] int64: each row's position p (its slot holds keys/values < p);
     keys, values [slots, Hkv, L, D]: row b's cache is slot b, and its new key (rotated) and value
     are written at p; out [B, Hq D]: each query head's attention over positions 0..p (query
-    head h reads kv head h // (Hq / Hkv)), scores scaled by ``scale``.
+    head h reads kv head h // (Hq / Hkv)), scores scaled by ``scale``. All C-contiguous.
+
+    Rows are split over torch's OpenMP team (``selfplay.policy.omp_team``) when torch uses more
+    than one thread, else run on the calling thread.
     """
-    _decode_attention(qkv, cos, sin_signed, positions, keys, values, num_heads,
-                      np.float32(scale), out)
+    rows = positions.shape[0]
+    threads = min(torch.get_num_threads(), rows)
+    worker = _attention_worker(qkv.dtype.type) if threads > 1 else None
+    if worker is None:
+        _attention_rows(qkv, cos, sin_signed, positions, keys, values, num_heads,
+                        np.float32(scale), out, 0, rows)
+        return
+    for a in (qkv, cos, sin_signed, positions, keys, values, out):
+        if not a.flags.c_contiguous:
+            raise ValueError("decode_attention: arrays must be C-contiguous")
+    argv = np.array([
+        qkv.ctypes.data, qkv.shape[0], qkv.shape[1],
+        cos.ctypes.data, sin_signed.ctypes.data, cos.shape[0], cos.shape[1],
+        positions.ctypes.data,
+        keys.ctypes.data, values.ctypes.data, keys.shape[0], keys.shape[1], keys.shape[2],
+        num_heads, np.float32(scale).view(np.int32), out.ctypes.data,
+    ], dtype=np.int64)
+    omp_team.team().run(worker.address, argv, threads)
+
+
+@functools.cache
+def _attention_worker(element):
+    """A C callback ``worker(argv)`` running ``_attention_rows`` on this OpenMP thread's share of
+    the rows, for arrays of ``element`` (np.float32, or np.uint16 for bfloat16); None where
+    torch's OpenMP team is not available."""
+    team = omp_team.team()
+    if team is None:
+        return None
+    thread_num, num_threads = team.thread_num, team.num_threads
+
+    @cfunc(types.void(types.voidptr))  # not cached: it closes over ctypes functions
+    def worker(data):
+        a = carray(data, (16,), dtype=np.int64)
+        rows, width, length, dim = a[1], a[2], a[5], a[6]
+        slots, kv_heads, cached, num_heads = a[10], a[11], a[12], a[13]
+        qkv = carray(_pointer(a[0]), (rows, width), dtype=element)
+        cos = carray(_pointer(a[3]), (length, dim), dtype=np.float32)
+        sin_signed = carray(_pointer(a[4]), (length, dim), dtype=np.float32)
+        positions = carray(_pointer(a[7]), (rows,), dtype=np.int64)
+        keys = carray(_pointer(a[8]), (slots, kv_heads, cached, dim), dtype=element)
+        values = carray(_pointer(a[9]), (slots, kv_heads, cached, dim), dtype=element)
+        out = carray(_pointer(a[15]), (rows, num_heads * dim), dtype=element)
+        scale = np.int32(a[14]).view(np.float32)
+        t, n = thread_num(), num_threads()
+        _attention_rows(qkv, cos, sin_signed, positions, keys, values, num_heads, scale, out,
+                        rows * t // n, rows * (t + 1) // n)
+
+    return worker
+
+
+@intrinsic
+def _pointer(typingctx, address):
+    """An int64 address as a void pointer (for ``carray``)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return types.voidptr(types.int64), codegen
 
 
 @njit(fastmath=_FAST, nogil=True, cache=True)
-def _decode_attention(qkv, cos, sin_signed, positions, keys, values, num_heads, scale, out):
-    rows = positions.shape[0]
+def _attention_rows(qkv, cos, sin_signed, positions, keys, values, num_heads, scale, out,
+                    start, stop):
+    """``decode_attention`` for rows start..stop-1."""
     kv_heads, length, dim = keys.shape[1], keys.shape[2], keys.shape[3]
     group = num_heads // kv_heads
     query = np.empty(dim, np.float32)
     scores = np.empty(length, np.float32)
     acc = np.empty(dim, np.float32)
-    for b in range(rows):
+    for b in range(start, stop):
         p = positions[b]
         for j in range(kv_heads):
             _rotate(qkv[b], (num_heads + j) * dim, cos, sin_signed, p, np.float32(1.0), query)

@@ -101,6 +101,7 @@ class Decoder:
         self.max_len = max_len
         self.scale = self.head_dim**-0.5
         _check_layout(cfg, model.lm.model.layers[0])
+        self._cache_views = None  # (cache identity, per-layer kernel arrays)
         weight = model.lm.model.embed_tokens.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.packed = onednn_supports(self.device, self.dtype)
@@ -170,9 +171,18 @@ class Decoder:
         form: x * cos + rotate_half(x) * sin)."""
         return torch.addcmul(x * cos, x.roll(self.head_dim // 2, dims=-1), sin_signed)
 
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor, weight_f32: np.ndarray) -> torch.Tensor:
+        """RMSNorm of x [..., H]: one numba pass on a CPU, HF's torch ops elsewhere."""
+        if not (self.cpu_kernels and x.is_contiguous()):
+            return rms_norm(x, weight, self.eps)
+        out = torch.empty_like(x)
+        rms_norm_rows(kernel_array(x.view(-1, self.hidden_size)), weight_f32,
+                      np.float32(self.eps), kernel_array(out.view(-1, self.hidden_size)))
+        return out
+
     def _mlp(self, x: torch.Tensor, w: LayerWeights) -> torch.Tensor:
         """x + down(silu(gate(h)) * up(h)) for h = post-norm(x)."""
-        h = rms_norm(x, w.post_norm, self.eps)
+        h = self._norm(x, w.post_norm, w.post_norm_f32)
         return w.down.add_to(w.up.mul(h, w.gate.silu(h)), x)
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -199,7 +209,7 @@ class Decoder:
         cos, sin = self.cos[:T, None, :], self.sin_signed[:T, None, :]  # [T, 1, D]
         kv = x.new_empty((self.num_layers, 2, P, Hkv, T, D))
         for i, w in enumerate(self.layers):
-            h = rms_norm(x, w.in_norm, self.eps)
+            h = self._norm(x, w.in_norm, w.in_norm_f32)
             qkv = w.qkv(h)  # [P, T, (Hq + 2 Hkv) D]
             qk = self._rope(qkv[..., : (Hq + Hkv) * D].view(P, T, Hq + Hkv, D), cos, sin)
             kv[i, 0] = qk[:, :, Hq:].transpose(1, 2)  # [P, Hkv, T, D]
@@ -217,7 +227,7 @@ class Decoder:
                 scale=self.scale, enable_gqa=Hq != Hkv,
             )  # [P, Hq, T, D]
             x = self._mlp(w.o.add_to(att.transpose(1, 2).reshape(P, T, Hq * D), x), w)
-        return rms_norm(x, self.final_norm, self.eps), kv
+        return self._norm(x, self.final_norm, self.final_norm_f32), kv
 
     def decode(
         self,
@@ -263,18 +273,26 @@ class Decoder:
         x = F.embedding(tokens, self.embed)  # [B, H]
         h = torch.empty_like(x)
         h_arr = kernel_array(h)
-        for i, w in enumerate(self.layers):
+        att = x.new_empty((B, self.num_heads * self.head_dim))
+        att_arr = kernel_array(att)
+        for w, (keys, values) in zip(self.layers, self._cache_arrays(cache)):
             rms_norm_rows(kernel_array(x), w.in_norm_f32, eps, h_arr)
             qkv = w.qkv(h)  # [B, (Hq + 2 Hkv) D]
-            att = x.new_empty((B, self.num_heads * self.head_dim))
             decode_attention(kernel_array(qkv), self.cos_f32, self.sin_signed_f32, pos,
-                             kernel_array(cache[i, 0]), kernel_array(cache[i, 1]),
-                             self.num_heads, scale, kernel_array(att))
+                             keys, values, self.num_heads, scale, att_arr)
             x = w.o.add_to(att, x)
             rms_norm_rows(kernel_array(x), w.post_norm_f32, eps, h_arr)
             x = w.down.add_to(w.up.mul(h, w.gate.silu(h)), x)
         rms_norm_rows(kernel_array(x), self.final_norm_f32, eps, h_arr)
         return h
+
+    def _cache_arrays(self, cache: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each layer's (keys, values) of ``cache`` as kernel arrays, made once per cache."""
+        key = (cache.data_ptr(), tuple(cache.shape))
+        if self._cache_views is None or self._cache_views[0] != key:
+            self._cache_views = (key, [(kernel_array(cache[i, 0]), kernel_array(cache[i, 1]))
+                                       for i in range(self.num_layers)])
+        return self._cache_views[1]
 
     @staticmethod
     def _mask_bias(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
