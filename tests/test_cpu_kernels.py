@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from selfplay.policy.config import EngineConfig, PolicyConfig
-from selfplay.policy.cpu_kernels import decode_attention, rms_norm_rows
+from selfplay.policy.cpu_kernels import decode_attention, greedy_rows, rms_norm_rows
 from selfplay.policy.decoder import kernel_array
 from selfplay.policy.engine import EngineInputError, SamplingParams
 from selfplay.policy.linear import MatmulLinear, OneDnnLinear, onednn_supports
@@ -128,6 +128,21 @@ def test_decode_attention_keeps_nan():
     assert torch.isfinite(out[0]).all()
     assert torch.isnan(out[1, :16]).all() and torch.isfinite(out[1, 16:]).all()
     assert torch.isnan(out[2]).all()
+
+
+def test_greedy_rows_is_argmax_and_log_softmax():
+    torch.manual_seed(5)
+    logits = torch.randn(6, 300) * 4
+    logits[1, 7] = logits[1, 200] = logits[1].max() + 1  # a tie: the first index wins
+    logits[2, :] = 0.0  # all tied
+    logits[4, 17] = float("nan")
+    tokens, logprobs = np.empty(6, np.int64), np.empty(6, np.float32)
+    greedy_rows(logits.numpy(), tokens, logprobs)
+    ok = [0, 1, 2, 3, 5]
+    assert tokens[ok].tolist() == logits.argmax(-1)[ok].tolist() and tokens[1] == 7
+    ref = torch.log_softmax(logits.double(), -1)[torch.arange(6), torch.from_numpy(tokens)]
+    np.testing.assert_allclose(logprobs[ok], ref[ok].numpy(), atol=1e-6)
+    assert np.isnan(logprobs[4])
 
 
 @pytest.mark.skipif(not onednn_supports(torch.device("cpu"), torch.float32),

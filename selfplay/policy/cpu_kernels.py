@@ -8,7 +8,8 @@ call:
 - ``rms_norm_rows``: HF's ``LlamaRMSNorm`` over the rows of ``[B, H]``;
 - ``decode_attention``: RoPE on the new query and key of every row, the key and value written
   into the row's cache slot, and attention of each query head over its slot's positions
-  ``0..p`` (grouped-query heads read their shared key/value head).
+  ``0..p`` (grouped-query heads read their shared key/value head);
+- ``greedy_rows``: a greedy step's token and log-probability per row, in one pass.
 
 Arrays are float32, or bfloat16 passed as its bits (``uint16``: torch's
 ``tensor.view(torch.uint16).numpy()``), so one kernel serves both engine dtypes; arithmetic is
@@ -130,6 +131,26 @@ def rms_norm_rows(x, weight, eps, out):
         inv = np.float32(1.0) / np.sqrt(total / np.float32(width) + eps)
         for i in range(width):
             put(out, (b, i), weight[i] * quantize_like(out, as_f32(x[b, i]) * inv))
+
+
+@njit(fastmath=_FAST, nogil=True, cache=True)
+def greedy_rows(logits, tokens, logprobs):
+    """For each row of float32 logits [B, V]: the first index of its maximum into tokens [B]
+    (torch.argmax's choice) and that token's log-softmax into logprobs [B] (NaN if the row has
+    a NaN)."""
+    rows, vocab = logits.shape
+    for b in range(rows):
+        best = 0
+        top = logits[b, 0]
+        for v in range(1, vocab):
+            if logits[b, v] > top:
+                top = logits[b, v]
+                best = v
+        total = np.float32(0.0)
+        for v in range(vocab):
+            total += _exp_nonpositive(logits[b, v] - top)
+        tokens[b] = best
+        logprobs[b] = -np.log(total)
 
 
 def decode_attention(qkv, cos, sin_signed, positions, keys, values, num_heads, scale, out):
@@ -307,4 +328,4 @@ def _weighted_sum(weights, values, b, j, n, acc):
         s += 1
 
 
-__all__ = ["decode_attention", "rms_norm_rows"]
+__all__ = ["decode_attention", "greedy_rows", "rms_norm_rows"]

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from selfplay.policy.cpu_kernels import greedy_rows
+
 
 def sequence_generator(seed: int | None, completion: int, fallback: np.random.Generator):
     """The generator of one completion: from (seed, completion index), or the engine's stream."""
@@ -40,6 +42,12 @@ def sample(
     """logits [B, V] float32, uniforms [B] (unused, may be None, when greedy) ->
     (tokens [B] long, untempered logprobs [B]). One pass over the whole batch: every row is
     drawn by inverse CDF with its own uniform, so no row's draw depends on another's."""
+    if temperature <= 0.0 and logits.device.type == "cpu" and logits.dtype == torch.float32:
+        # Greedy on a CPU: argmax and log-softmax of each row in one numba pass.
+        tokens = torch.empty(logits.shape[0], dtype=torch.long)
+        chosen = torch.empty(logits.shape[0], dtype=torch.float32)
+        greedy_rows(logits.contiguous().numpy(), tokens.numpy(), chosen.numpy())
+        return tokens, chosen
     logp = F.log_softmax(logits, dim=-1)  # [B, V]
     if temperature <= 0.0:
         tokens = logits.argmax(dim=-1)

@@ -227,8 +227,8 @@ class TorchEngine:
         slots_n = min(self.cfg.max_batch_size, len(seqs))
         cache = self._slot_cache(slots_n)
         slots: list[_Sequence | None] = [None] * slots_n
-        next_tok = [self._pad] * slots_n  # token each slot feeds next
-        next_pos = [0] * slots_n  # position it is fed at
+        next_tok = np.full(slots_n, self._pad, dtype=np.int64)  # token each slot feeds next
+        next_pos = np.zeros(slots_n, dtype=np.int64)  # position it is fed at
         queue = deque(seqs)
         waiting = Counter(self._prompt_key(s) for s in seqs)  # sequences not yet admitted
         prefilled: dict = {}  # prompt key -> (keys/values [L, 2, Hkv, T, D], logits [V])
@@ -245,9 +245,10 @@ class TorchEngine:
             if not active:
                 continue
             width = slots_n if self._static else active[-1] + 1
-            span = self.max_len if self._static else max(next_pos[i] for i in active) + 1
-            tokens = torch.tensor(next_tok[:width], device=self.device)  # [W]
-            positions = torch.tensor(next_pos[:width], device=self.device)  # [W]
+            span = self.max_len if self._static else int(next_pos[:width].max()) + 1
+            # Copies on a GPU; on a CPU views of the arrays, which change only after the step.
+            tokens = torch.from_numpy(next_tok[:width]).to(self.device)  # [W]
+            positions = torch.from_numpy(next_pos[:width]).to(self.device)  # [W]
             hidden = self._decode(cache, tokens, positions, span)  # [W, H]
             logits = self.decoder.head(hidden)  # [W, V]
             uniforms = None
