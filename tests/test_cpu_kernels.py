@@ -11,8 +11,7 @@ from transformers import AutoModelForCausalLM
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from selfplay.policy.config import EngineConfig, PolicyConfig
-from selfplay.policy.cpu_kernels import decode_attention, greedy_rows, rms_norm_rows
-from selfplay.policy.decoder import kernel_array
+from selfplay.policy.cpu_kernels import decode_attention, greedy_rows, kernel_array, rms_norm_rows
 from selfplay.policy.engine import EngineInputError, SamplingParams
 from selfplay.policy.linear import MatmulLinear, OneDnnLinear, onednn_supports
 from selfplay.policy.model import build_policy
@@ -79,9 +78,7 @@ def test_decode_attention_matches_torch(dtype, num_heads, kv_heads, dim):
     ref_k, ref_v = keys.clone(), values.clone()
     ref = reference_attention(qkv, cos, sin, positions, ref_k, ref_v, num_heads)
     out = torch.empty(B, num_heads * dim, dtype=dtype)
-    decode_attention(kernel_array(qkv), cos.numpy(), sin_signed.numpy(), positions.numpy(),
-                     kernel_array(keys), kernel_array(values), num_heads, dim**-0.5,
-                     kernel_array(out))
+    decode_attention(qkv, cos, sin_signed, positions, keys, values, num_heads, dim**-0.5, out)
     torch.testing.assert_close(out.float(), ref, atol=TOL[dtype], rtol=TOL[dtype])
     # The new key/value went to each row's slot at its position, and nothing else changed.
     torch.testing.assert_close(keys.float(), ref_k.float(), atol=TOL[dtype], rtol=TOL[dtype])
@@ -105,8 +102,7 @@ def test_decode_attention_on_torch_team_equals_one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        decode_attention(qkv.numpy(), cos.numpy(), sin.numpy(), positions.numpy(), k1.numpy(),
-                         v1.numpy(), Hq, 0.3, out1.numpy())
+        decode_attention(qkv, cos, sin, positions, k1, v1, Hq, 0.3, out1)
     finally:
         torch.set_num_threads(threads)
     _attention_rows(qkv.numpy(), cos.numpy(), sin.numpy(), positions.numpy(), k2.numpy(),
@@ -123,8 +119,7 @@ def test_decode_attention_keeps_nan():
     keys, values = torch.randn(3, 1, 8, 16), torch.randn(3, 1, 8, 16)
     cos, sin = torch.ones(8, 16), torch.zeros(8, 16)
     out = torch.empty(3, 2 * 16)
-    decode_attention(qkv.numpy(), cos.numpy(), sin.numpy(), np.array([5, 5, 5]), keys.numpy(),
-                     values.numpy(), 2, 0.25, out.numpy())
+    decode_attention(qkv, cos, sin, torch.tensor([5, 5, 5]), keys, values, 2, 0.25, out)
     assert torch.isfinite(out[0]).all()
     assert torch.isnan(out[1, :16]).all() and torch.isfinite(out[1, 16:]).all()
     assert torch.isnan(out[2]).all()

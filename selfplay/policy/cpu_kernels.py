@@ -153,35 +153,44 @@ def greedy_rows(logits, tokens, logprobs):
         logprobs[b] = -np.log(total)
 
 
+def kernel_array(t: torch.Tensor) -> np.ndarray:
+    """A CPU tensor as the numpy array the kernels take (bfloat16 as its uint16 bits); shares
+    memory with the tensor."""
+    return t.view(torch.uint16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
+
+
 def decode_attention(qkv, cos, sin_signed, positions, keys, values, num_heads, scale, out):
-    """One decode step's attention for rows 0..B-1.
+    """One decode step's attention for rows 0..B-1, on CPU tensors.
 
     qkv [B, (Hq + 2 Hkv) D]: the q/k/v projections of each row's new token; cos, sin_signed
     [L, D] float32: RoPE tables (sin with its first half negated, so rotate-half is a swap of
     halves); positions [B] int64: each row's position p (its slot holds keys/values < p);
     keys, values [slots, Hkv, L, D]: row b's cache is slot b, and its new key (rotated) and value
     are written at p; out [B, Hq D]: each query head's attention over positions 0..p (query
-    head h reads kv head h // (Hq / Hkv)), scores scaled by ``scale``. All C-contiguous.
+    head h reads kv head h // (Hq / Hkv)), scores scaled by ``scale``. qkv, keys, values and out
+    share one dtype (float32 or bfloat16); all are C-contiguous.
 
     Rows are split over torch's OpenMP team (``selfplay.policy.omp_team``) when torch uses more
     than one thread, else run on the calling thread.
     """
     rows = positions.shape[0]
     threads = min(torch.get_num_threads(), rows)
-    worker = _attention_worker(qkv.dtype.type) if threads > 1 else None
+    element = np.uint16 if qkv.dtype == torch.bfloat16 else np.float32
+    worker = _attention_worker(element) if threads > 1 else None
     if worker is None:
-        _attention_rows(qkv, cos, sin_signed, positions, keys, values, num_heads,
-                        np.float32(scale), out, 0, rows)
+        _attention_rows(kernel_array(qkv), cos.numpy(), sin_signed.numpy(), positions.numpy(),
+                        kernel_array(keys), kernel_array(values), num_heads,
+                        np.float32(scale), kernel_array(out), 0, rows)
         return
-    for a in (qkv, cos, sin_signed, positions, keys, values, out):
-        if not a.flags.c_contiguous:
-            raise ValueError("decode_attention: arrays must be C-contiguous")
+    for t in (qkv, cos, sin_signed, positions, keys, values, out):
+        if not t.is_contiguous():
+            raise ValueError("decode_attention: tensors must be contiguous")
     argv = np.array([
-        qkv.ctypes.data, qkv.shape[0], qkv.shape[1],
-        cos.ctypes.data, sin_signed.ctypes.data, cos.shape[0], cos.shape[1],
-        positions.ctypes.data,
-        keys.ctypes.data, values.ctypes.data, keys.shape[0], keys.shape[1], keys.shape[2],
-        num_heads, np.float32(scale).view(np.int32), out.ctypes.data,
+        qkv.data_ptr(), qkv.shape[0], qkv.shape[1],
+        cos.data_ptr(), sin_signed.data_ptr(), cos.shape[0], cos.shape[1],
+        positions.data_ptr(),
+        keys.data_ptr(), values.data_ptr(), keys.shape[0], keys.shape[1], keys.shape[2],
+        num_heads, int(np.float32(scale).view(np.int32)), out.data_ptr(),
     ], dtype=np.int64)
     omp_team.team().run(worker.address, argv, threads)
 
@@ -328,4 +337,4 @@ def _weighted_sum(weights, values, b, j, n, acc):
         s += 1
 
 
-__all__ = ["decode_attention", "greedy_rows", "rms_norm_rows"]
+__all__ = ["decode_attention", "greedy_rows", "kernel_array", "rms_norm_rows"]

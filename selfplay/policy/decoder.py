@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from selfplay.policy.cpu_kernels import decode_attention, rms_norm_rows
+from selfplay.policy.cpu_kernels import decode_attention, kernel_array, rms_norm_rows
 from selfplay.policy.linear import make_linear, onednn_supports
 
 
@@ -80,12 +80,6 @@ def _host_f32(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-def kernel_array(t: torch.Tensor) -> np.ndarray:
-    """A tensor as the numpy array the CPU kernels take (bfloat16 as its uint16 bits); shares
-    memory with the tensor."""
-    return t.view(torch.uint16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
-
-
 class Decoder:
     """The engine's forward over a PolicyModel's weights (which it reads, never owns)."""
 
@@ -101,7 +95,6 @@ class Decoder:
         self.max_len = max_len
         self.scale = self.head_dim**-0.5
         _check_layout(cfg, model.lm.model.layers[0])
-        self._cache_views = None  # (cache identity, per-layer kernel arrays)
         weight = model.lm.model.embed_tokens.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.packed = onednn_supports(self.device, self.dtype)
@@ -153,8 +146,8 @@ class Decoder:
         half = self.head_dim // 2
         self.sin_signed = torch.cat((-self.sin[:, :half], self.sin[:, half:]), dim=-1)  # [L, D]
         if self.cpu_kernels:
-            self.cos_f32 = self.cos.float().numpy()
-            self.sin_signed_f32 = self.sin_signed.float().numpy()
+            self.cos_f32 = self.cos.float().contiguous()
+            self.sin_signed_f32 = self.sin_signed.float().contiguous()
 
     def new_cache(self, slots: int) -> torch.Tensor:
         """An empty KV cache [layers, 2, slots, Hkv, max_len, D]."""
@@ -268,31 +261,21 @@ class Decoder:
         """``decode`` on a CPU: matmuls through the prepared linears, everything between them
         in the numba kernels, which read and write the tensors' memory in place."""
         B = tokens.shape[0]
-        eps, scale = np.float32(self.eps), np.float32(self.scale)
-        pos = positions.numpy()
+        eps = np.float32(self.eps)
         x = F.embedding(tokens, self.embed)  # [B, H]
         h = torch.empty_like(x)
         h_arr = kernel_array(h)
         att = x.new_empty((B, self.num_heads * self.head_dim))
-        att_arr = kernel_array(att)
-        for w, (keys, values) in zip(self.layers, self._cache_arrays(cache)):
+        for i, w in enumerate(self.layers):
             rms_norm_rows(kernel_array(x), w.in_norm_f32, eps, h_arr)
             qkv = w.qkv(h)  # [B, (Hq + 2 Hkv) D]
-            decode_attention(kernel_array(qkv), self.cos_f32, self.sin_signed_f32, pos,
-                             keys, values, self.num_heads, scale, att_arr)
+            decode_attention(qkv, self.cos_f32, self.sin_signed_f32, positions, cache[i, 0],
+                             cache[i, 1], self.num_heads, self.scale, att)
             x = w.o.add_to(att, x)
             rms_norm_rows(kernel_array(x), w.post_norm_f32, eps, h_arr)
             x = w.down.add_to(w.up.mul(h, w.gate.silu(h)), x)
         rms_norm_rows(kernel_array(x), self.final_norm_f32, eps, h_arr)
         return h
-
-    def _cache_arrays(self, cache: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each layer's (keys, values) of ``cache`` as kernel arrays, made once per cache."""
-        key = (cache.data_ptr(), tuple(cache.shape))
-        if self._cache_views is None or self._cache_views[0] != key:
-            self._cache_views = (key, [(kernel_array(cache[i, 0]), kernel_array(cache[i, 1]))
-                                       for i in range(self.num_layers)])
-        return self._cache_views[1]
 
     @staticmethod
     def _mask_bias(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -319,4 +302,4 @@ class Decoder:
         return torch.matmul(probs, values).view(B, Hq * D)
 
 
-__all__ = ["Decoder", "LayerWeights", "kernel_array", "rms_norm"]
+__all__ = ["Decoder", "LayerWeights", "rms_norm"]
