@@ -28,7 +28,7 @@ class EngineConfig:
 
     kind: str = "torch"  # "torch" (embedded, CPU or GPU) or "vllm" (GPU)
     device: str = "cpu"  # torch device for the embedded engine
-    dtype: str = "float32"  # "float32" | "bfloat16" | "float16"
+    dtype: str = "float32"  # "float32" | "bfloat16" (on a CPU: where it has bf16 units) | "float16"
     max_batch_size: int = 256  # sequences decoded together
     compile: bool = False  # torch.compile / CUDA graphs for the decode step (GPU)
     gpu_memory_utilization: float = 0.5  # vLLM only: fraction of GPU memory it may take

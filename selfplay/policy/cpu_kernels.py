@@ -173,6 +173,11 @@ def decode_attention(qkv, cos, sin_signed, positions, keys, values, num_heads, s
     Rows are split over torch's OpenMP team (``selfplay.policy.omp_team``) when torch uses more
     than one thread, else run on the calling thread.
     """
+    if not (qkv.dtype == keys.dtype == values.dtype == out.dtype
+            and qkv.dtype in (torch.float32, torch.bfloat16)
+            and cos.dtype == sin_signed.dtype == torch.float32 and positions.dtype == torch.int64):
+        raise TypeError("decode_attention: qkv/keys/values/out float32 or bfloat16 alike, "
+                        "cos/sin float32, positions int64")
     rows = positions.shape[0]
     threads = min(torch.get_num_threads(), rows)
     element = np.uint16 if qkv.dtype == torch.bfloat16 else np.float32

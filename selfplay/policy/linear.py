@@ -54,20 +54,22 @@ class OneDnnLinear:
         self.out_features = weight.shape[0]
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous())
         self.bias = None if bias is None else bias.detach().contiguous()
+        # The resolved overloads: a decode step makes ~25 of these calls, and looking the op
+        # up through torch.ops each time costs about a microsecond apiece.
+        self._unary = torch.ops.mkldnn._linear_pointwise.default
+        self._binary = torch.ops.mkldnn._linear_pointwise.binary
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        return self._unary(x, self.packed, self.bias, "none", [], "")
 
     def add_to(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise.binary(
-            x, residual, self.packed, self.bias, "add")
+        return self._binary(x, residual, self.packed, self.bias, "add")
 
     def silu(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "swish", [], "")
+        return self._unary(x, self.packed, self.bias, "swish", [], "")
 
     def mul(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise.binary(
-            x, other, self.packed, self.bias, "mul")
+        return self._binary(x, other, self.packed, self.bias, "mul")
 
 
 def onednn_supports(device: torch.device, dtype: torch.dtype) -> bool:
