@@ -234,3 +234,19 @@ def test_stop_strings_checked_incrementally_match_full_decoding():
     got = [[(c.text, c.token_ids, c.finish_reason) for c in r] for r in a]
     assert got == [[(c.text, c.token_ids, c.finish_reason) for c in r] for r in b]
     assert any(c.finish_reason == "stop" for r in a for c in r)
+
+
+def test_generic_decode_step_traces_as_one_graph():
+    """The torch-op decode step (a GPU's, compiled there with CUDA graphs and fullgraph=True)
+    must trace without graph breaks; here through dynamo + AOT autograd on the CPU."""
+    e = make(max_batch_size=4)
+    d = e.decoder
+    d.cpu_kernels, d.packed = False, False
+    d.refresh()  # plain matmul linears, as on a GPU
+    cache = d.new_cache(4)
+    tokens, positions = torch.tensor([5, 6, 7, 8]), torch.tensor([3, 5, 7, 9])
+    with torch.inference_mode():
+        ref = d.decode(cache.clone(), tokens, positions, CFG.max_seq_len)
+        step = torch.compile(d.decode, fullgraph=True, dynamic=False, backend="aot_eager")
+        out = step(cache.clone(), tokens, positions, CFG.max_seq_len)
+    torch.testing.assert_close(out, ref)
