@@ -1,5 +1,7 @@
 """The embedded torch engine: batched generation over a slot-scheduled KV cache, scoring, and
-priors/values for search. CPU by default; on a GPU with bfloat16 and a compiled decode step.
+priors/values for search. CPU by default (float32, or bfloat16 where the CPU has bf16 units:
+oneDNN-packed matmuls and numba kernels, ``selfplay.policy.decoder``); on a GPU with bfloat16 and
+a compiled decode step.
 
 How ``generate`` runs: every (prompt, completion index) pair is a sequence in a queue. The cache
 has ``max_batch_size`` slots; between decode steps free slots are refilled from the queue
