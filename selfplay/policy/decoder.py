@@ -10,8 +10,8 @@ The layers are prepared once at load time, again after every weight update (``re
 Two entry points:
 - ``prefill``: full causal forward of right-padded prompts, returning the hidden states and the
   keys/values of every position (the engine copies them into cache slots); given each prompt's
-  last position, the last layer runs its queries, attention and MLP for that position only (the
-  engine needs nothing else from it);
+  last position, the last layer runs attention and MLP for that position only (the engine needs
+  nothing else from it);
 - ``decode``: one token for each of the first ``B`` slots, each at its own position, reading and
   writing the slot cache. On a CPU (float32 or bfloat16) the work between the matmuls is two
   numba kernels per layer (``selfplay.policy.cpu_kernels``: the norm; RoPE + cache write +
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from selfplay.policy.cpu_kernels import decode_attention, kernel_array, rms_norm_rows
-from selfplay.policy.linear import make_linear, onednn_supports
+from selfplay.policy.linear import Linear, make_linear, onednn_supports
 
 
 @dataclass
@@ -39,12 +39,12 @@ class LayerWeights:
     """One transformer block, prepared for inference."""
 
     in_norm: torch.Tensor  # [H] input RMSNorm weight
-    qkv: object  # linear [H] -> [(Hq + 2 Hkv) D] (q, k, v projections stacked)
-    o: object  # linear [Hq D] -> [H]
+    qkv: Linear  # [H] -> [(Hq + 2 Hkv) D] (q, k, v projections stacked)
+    o: Linear  # [Hq D] -> [H]
     post_norm: torch.Tensor  # [H] post-attention RMSNorm weight
-    gate: object  # linear [H] -> [I]
-    up: object  # linear [H] -> [I]
-    down: object  # linear [I] -> [H]
+    gate: Linear  # [H] -> [I]
+    up: Linear  # [H] -> [I]
+    down: Linear  # [I] -> [H]
     in_norm_f32: np.ndarray  # the norm weights as float32 arrays, for the CPU kernels
     post_norm_f32: np.ndarray
 
@@ -194,8 +194,8 @@ class Decoder:
         """Causal forward of right-padded ids [P, T] -> (final-norm hidden [P, T, H], keys/values
         [layers, 2, P, Hkv, T, D]). Padding sits after each prompt, so causal attention alone
         keeps it out of every real position. Given ``last`` [P] (each prompt's last position),
-        the hidden state is [P, H] at those positions only, and the last layer computes no more
-        than that needs (its keys/values still cover every position)."""
+        the hidden state is [P, H] at those positions only: the last layer's projections cover
+        every position (its keys/values are needed), its attention and MLP only those."""
         P, T = ids.shape
         Hq, Hkv, D = self.num_heads, self.num_kv_heads, self.head_dim
         x = F.embedding(ids, self.embed)  # [P, T, H]

@@ -15,8 +15,24 @@ Both read the weights at construction; after a weight update the decoder builds 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
+
+
+class Linear(Protocol):
+    """A prepared linear layer [in] -> [out] and the epilogues a transformer block needs."""
+
+    out_features: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...  # x W^T (+ b)
+
+    def add_to(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor: ...  # residual +
+
+    def silu(self, x: torch.Tensor) -> torch.Tensor: ...  # silu(x W^T (+ b))
+
+    def mul(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor: ...  # (x W^T + b) * other
 
 
 class MatmulLinear:
@@ -83,10 +99,10 @@ def onednn_supports(device: torch.device, dtype: torch.dtype) -> bool:
     return False
 
 
-def make_linear(weight: torch.Tensor, bias: torch.Tensor | None, packed: bool):
+def make_linear(weight: torch.Tensor, bias: torch.Tensor | None, packed: bool) -> Linear:
     """The linear layer for ``weight`` [out, in]: oneDNN-packed when ``packed`` (see
     ``onednn_supports``), else a plain matmul."""
     return OneDnnLinear(weight, bias) if packed else MatmulLinear(weight, bias)
 
 
-__all__ = ["MatmulLinear", "OneDnnLinear", "make_linear", "onednn_supports"]
+__all__ = ["Linear", "MatmulLinear", "OneDnnLinear", "make_linear", "onednn_supports"]
