@@ -15,14 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
 from selfplay.policy.engine import EngineInputError
 from selfplay.policy.tokenizer import (
-    encode_continuation,
-    encode_prompt,
+    encode_continuations,
+    encode_prompts,
     is_encodable,
     pad_token_id,
 )
@@ -42,22 +43,28 @@ def encode_decisions(
     actions: Sequence[Sequence[str]],
     max_len: int,
 ) -> EncodedDecisions:
-    """Encode and check states/actions; EngineInputError names the offending request index."""
+    """Encode and check states/actions; EngineInputError names the offending request index.
+    States are encoded in one tokenizer call and each distinct action string once (a search
+    asks about the same few moves in every state)."""
     if len(states) != len(actions):
         raise EngineInputError(
             f"evaluate: {len(states)} states but {len(actions)} action lists (one list per state)"
         )
-    state_ids, action_ids = [], []
     for i, (state, acts) in enumerate(zip(states, actions)):
         if not isinstance(state, str) or not state:
             raise EngineInputError(f"request {i}: the state is empty (or not a string)")
         if isinstance(acts, str) or len(acts) == 0:
             raise EngineInputError(f"request {i}: the action list is empty (or a bare string)")
-        s_ids = encode_prompt(tokenizer, state)
+    distinct = list({act for acts in actions for act in acts if isinstance(act, str) and act})
+    encoded = dict(zip(distinct, encode_continuations(tokenizer, distinct))) if distinct else {}
+    usable = {act for act, ids in encoded.items() if is_encodable(tokenizer, ids)}
+    state_ids = encode_prompts(tokenizer, list(states))
+    action_ids = []
+    for i, (s_ids, acts) in enumerate(zip(state_ids, actions)):
         a_ids = []
         for j, act in enumerate(acts):
-            ids = encode_continuation(tokenizer, act) if isinstance(act, str) else []
-            if not is_encodable(tokenizer, ids):
+            ids = encoded[act] if isinstance(act, str) and act in usable else None
+            if ids is None:
                 raise EngineInputError(
                     f"request {i}: action {j} ({act!r}) cannot be encoded by the tokenizer "
                     f"(empty, or characters outside its vocabulary)"
@@ -69,7 +76,6 @@ def encode_decisions(
                 f"request {i}: state + action is {longest} tokens, longer than the context "
                 f"({max_len})"
             )
-        state_ids.append(s_ids)
         action_ids.append(a_ids)
     return EncodedDecisions(state_ids, action_ids)
 
@@ -77,12 +83,12 @@ def encode_decisions(
 def right_pad(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids [B, T] and attention mask [B, T] (1 = real token)."""
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    ids = np.full((len(seqs), width), pad, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
     for b, s in enumerate(seqs):
-        ids[b, : len(s)] = torch.tensor(s, dtype=torch.long)
+        ids[b, : len(s)] = s
         mask[b, : len(s)] = 1
-    return ids.to(device), mask.to(device)
+    return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
 
 def log_priors_from_ids(

@@ -43,7 +43,7 @@ from selfplay.policy.priors import (
 from selfplay.policy.sampling import draw_uniforms, sample, sequence_generator
 from selfplay.policy.tokenizer import (
     encode_continuation,
-    encode_prompt,
+    encode_prompts,
     is_encodable,
     pad_token_id,
 )
@@ -140,7 +140,7 @@ class TorchEngine:
 
     def generate(self, prompts: Sequence[str], sampling: SamplingParams) -> list[list[Completion]]:
         _check_sampling(sampling)
-        encoded = [self._encode_prompt(i, p) for i, p in enumerate(prompts)]
+        encoded = self._encode_prompts(prompts)
         with self._lock, torch.inference_mode():
             seqs = []
             for i, ids in enumerate(encoded):
@@ -163,8 +163,7 @@ class TorchEngine:
                 f"score: {len(prompts)} prompts but {len(continuations)} continuations"
             )
         pairs = []
-        for i, (p, c) in enumerate(zip(prompts, continuations)):
-            p_ids = self._encode_prompt(i, p)
+        for i, (p_ids, c) in enumerate(zip(self._encode_prompts(prompts), continuations)):
             c_ids = encode_continuation(self.tokenizer, c) if isinstance(c, str) else None
             if c_ids is None or (c and not is_encodable(self.tokenizer, c_ids)):
                 raise EngineInputError(
@@ -360,16 +359,20 @@ class TorchEngine:
             raise EngineInputError(f"request {bad}: the model produced a non-finite score")
         return sums.tolist()
 
-    def _encode_prompt(self, index: int, prompt: str) -> tuple[int, ...]:
-        if not isinstance(prompt, str) or not prompt:
-            raise EngineInputError(f"request {index}: the prompt is empty (or not a string)")
-        ids = encode_prompt(self.tokenizer, prompt)
-        if len(ids) >= self.max_len:
-            raise EngineInputError(
-                f"request {index}: the prompt is {len(ids)} tokens; the context is "
-                f"{self.max_len}, so no token could be generated"
-            )
-        return tuple(ids)
+    def _encode_prompts(self, prompts: Sequence[str]) -> list[tuple[int, ...]]:
+        """Token ids of each prompt (in one tokenizer call), each checked: a non-empty string
+        that leaves room in the context for at least one new token."""
+        for index, prompt in enumerate(prompts):
+            if not isinstance(prompt, str) or not prompt:
+                raise EngineInputError(f"request {index}: the prompt is empty (or not a string)")
+        encoded = encode_prompts(self.tokenizer, list(prompts))
+        for index, ids in enumerate(encoded):
+            if len(ids) >= self.max_len:
+                raise EngineInputError(
+                    f"request {index}: the prompt is {len(ids)} tokens; the context is "
+                    f"{self.max_len}, so no token could be generated"
+                )
+        return [tuple(ids) for ids in encoded]
 
     def _prompt_key(self, seq: _Sequence):
         # Without prefix sharing every sequence is its own prompt (prefilled separately).
