@@ -39,6 +39,31 @@ def test_rms_norm_rows_matches_hf(dtype):
     torch.testing.assert_close(out.float(), ref.float(), atol=TOL[dtype], rtol=TOL[dtype])
 
 
+def test_bfloat16_rounding_matches_torch():
+    """The kernels' float32 -> bfloat16 rounding equals torch's bit for bit (ties to even,
+    infinities, signed zeros, subnormals, every NaN to the quiet NaN)."""
+    from numba import njit
+
+    from selfplay.policy.cpu_kernels import put
+
+    @njit
+    def round_all(values, out):
+        for i in range(values.shape[0]):
+            put(out, i, values[i])
+
+    rng = np.random.default_rng(0)
+    special = np.array([0x7F800001, 0xFFFF8000, 0xFFFFFFFF, 0x7FC00000, 0x7F800000, 0xFF800000,
+                        0x80000000, 0x00000001, 0x3F808000, 0x3F818000, 0x7F7FFFFF],
+                       dtype=np.uint32).view(np.float32)
+    values = np.concatenate([special, rng.standard_normal(5000).astype(np.float32) * 1e3])
+    ours = np.empty(values.shape, np.uint16)
+    round_all(values, ours)
+    ref = torch.from_numpy(values).bfloat16().view(torch.uint16).numpy()
+    nan = np.isnan(values)
+    assert (ours[~nan] == ref[~nan]).all()
+    assert (ours[nan] == 0x7FC0).all()
+
+
 def reference_attention(qkv, cos, sin, positions, keys, values, num_heads):
     """Plain torch: RoPE (HF's rotate-half), cache write at each row's position, masked softmax
     attention with grouped-query heads. keys/values are updated in place."""

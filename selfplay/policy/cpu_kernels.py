@@ -60,7 +60,11 @@ def quantize_like(array, value):
 
 @njit(inline="always")
 def _bf16_bits(value):
+    """float32 -> bfloat16 bits, rounding to nearest even; any NaN -> the quiet NaN, as torch.
+    Integer tests, so fastmath cannot fold the NaN case away."""
     bits = np.float32(value).view(np.uint32)
+    if (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
+        return np.uint16(0x7FC0)
     rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
     return np.uint16(rounded >> np.uint32(16))
 
