@@ -10,7 +10,8 @@ compiles to) puts it on the threads that are already awake.
 
 ``team()`` is None where torch's parallel backend is not OpenMP or its runtime cannot be found
 (LLVM's libomp and Intel's libiomp5 export the same GNU entry points and are used as found):
-callers then run the work on the calling thread.
+callers then run the work on the calling thread. ``SELFPLAY_OMP_TEAM=0`` makes it None as well
+(the same results, computed on one thread).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def _torch_openmp_runtime() -> str | None:
 @functools.cache
 def team() -> OmpTeam | None:
     """torch's OpenMP team, or None (see the module docstring)."""
+    if os.environ.get("SELFPLAY_OMP_TEAM", "1") == "0":
+        return None
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return None
     path = _torch_openmp_runtime()
