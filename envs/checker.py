@@ -4,8 +4,13 @@
     check_text_env(gymnasium.make("selfplay/TicTacToe-v0"))
 
 It complements gymnasium's ``check_env`` with what our loop relies on: string observations, float
-rewards, no crash on malformed actions, and same-seed determinism. Games (envs whose info carries
-"legal_actions") are also checked for the legal-move bookkeeping and the illegal-action rule.
+rewards, no crash on malformed actions (non-strings and a 1 MB string included), and same-seed
+determinism. Games (envs whose info carries "legal_actions") are also checked for the legal-move
+bookkeeping and the illegal-action rule. A text env with a ``reference_actions()`` method (MathEnv,
+CodeEnv) is checked for its references: stepped from ``reset(seed)``, they are in the action space,
+only the last one ends the episode, and it ends with reward 1.0 (the env's own reward,
+``info["env_reward"]`` under a feedback wrapper). A ``ValueError`` from ``reference_actions()``
+means this problem has no reference, which is allowed.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import numpy as np
 from envs.protocol import IllegalActionError, IllegalActionMode
 
 GAME_MALFORMED: tuple[Any, ...] = ("garbage", None, "", "  99 ", "0", 3, b"1", "1 2")
-TEXT_MALFORMED: tuple[Any, ...] = ("garbage", "", "\x00\n\t" * 3, "x" * 10_000)
+TEXT_MALFORMED: tuple[Any, ...] = (
+    "garbage", "", "\x00\n\t" * 3, "x" * 10_000, None, 42, b"Answer: 1", "9" * 1_000_000,
+)
 
 
 class TextEnvContractError(AssertionError):
@@ -98,6 +105,34 @@ def _trajectory(env: gym.Env, name: str, seed: int, max_steps: int) -> list[tupl
     return record
 
 
+def _check_reference_actions(env: gym.Env, name: str, seed: int) -> None:
+    """Stepping ``reference_actions()`` from ``reset(seed)`` solves the problem (reward 1.0)."""
+    try:
+        reference_actions = env.get_wrapper_attr("reference_actions")
+    except AttributeError:
+        return  # the env offers no references
+    env.reset(seed=seed)
+    try:
+        actions = reference_actions()
+    except ValueError:
+        return  # this problem has no reference
+    if not (isinstance(actions, list) and actions and all(isinstance(a, str) for a in actions)):
+        _fail(name, f"reference_actions() must return a non-empty list of str, got {actions!r:.80}")
+    space = env.action_space
+    for k, action in enumerate(actions):
+        if isinstance(space, gym.spaces.Text) and not space.contains(action):
+            _fail(name, f"reference action {k} ({action!r:.40}) is outside the action space "
+                  "(its charset or max_length)")
+        _, reward, terminated, truncated, info = _check_step(env, name, action)
+        if (terminated or truncated) != (k == len(actions) - 1):
+            _fail(name, f"reference action {k} of {len(actions)} "
+                  f"{'ended' if terminated or truncated else 'did not end'} the episode")
+    reward = float(info.get("env_reward", reward))
+    if not terminated or reward != 1.0:
+        _fail(name, f"reference_actions() from reset(seed={seed}) ended with reward {reward} "
+              f"(terminated={terminated}); expected 1.0: the reference or the verifier is wrong")
+
+
 def check_text_env(env: gym.Env, *, seed: int = 0, max_steps: int = 100) -> None:
     """Raise ``TextEnvContractError`` naming the env and the broken rule; return None if it holds.
 
@@ -130,3 +165,6 @@ def check_text_env(env: gym.Env, *, seed: int = 0, max_steps: int = 100) -> None
             _fail(name, f"step({bad!r:.40}) raised {type(err).__name__}: {err}")
         if is_game and not (terminated and reward == -1.0 and step_info.get("illegal_action")):
             _fail(name, f"step({bad!r}) must end the game as a loss (-1) marked illegal_action")
+
+    if not is_game:
+        _check_reference_actions(env, name, seed)

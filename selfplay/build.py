@@ -17,7 +17,13 @@ from selfplay.errors import UserError
 
 
 def build_env(env_cfg: Any, **overrides: Any) -> gym.Env:
-    kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True) if env_cfg.kwargs else {}
+    raw = env_cfg.kwargs
+    if not raw:
+        kwargs = {}
+    elif OmegaConf.is_config(raw):
+        kwargs = OmegaConf.to_container(raw, resolve=True)
+    else:  # a typed sub-config holds a plain dict
+        kwargs = dict(raw)
     kwargs.update(overrides)
     try:
         return make_env(env_cfg.id, env_cfg.module, **kwargs)
@@ -33,3 +39,8 @@ def game_of(env: gym.Env) -> Game | None:
     """The pure rules behind a two-player game env, or None for single-agent text tasks."""
     game = getattr(env.unwrapped, "game", None)
     return game if isinstance(game, Game) else None
+
+
+def env_kind(env: gym.Env) -> str:
+    """"game" for a two-player game, "text" for a single-agent text task."""
+    return "game" if game_of(env) is not None else "text"

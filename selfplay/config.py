@@ -15,6 +15,7 @@ from selfplay.arena.config import ArenaConfig
 from selfplay.feedback.config import FeedbackConfig
 from selfplay.learner.config import LearnerConfig
 from selfplay.policy.config import EngineConfig, PolicyConfig
+from selfplay.rollout.config import RolloutConfig
 from selfplay.search.config import SearchConfig
 from selfplay.textgen.config import TextSamplingConfig
 
@@ -49,6 +50,10 @@ class RunConfig:
     progress: bool = True  # progress bar on the terminal
     max_actor_failures: int = 10  # rollout actors replaced after a failure, at most this many times per run
     stop_when_unbeaten: Optional[str] = None  # stop early once the incumbent (with search) loses no eval game to this reference player
+    warm_start: str = "none"  # none | sft: text tasks, a supervised stage on the env's reference solutions before RL, published as version 0
+    warm_start_problems: int = 256  # reference solutions of the warm start: train problems with seeds 0..N-1
+    warm_start_steps: int = 300  # learner steps of the warm start (batches of learner.batch_size decisions)
+    warm_start_lr: float = 3e-3  # AdamW learning rate of the warm start
 
 
 @dataclass
@@ -60,6 +65,7 @@ class SelfplayConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     arena: ArenaConfig = field(default_factory=ArenaConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     sampling: TextSamplingConfig = field(default_factory=TextSamplingConfig)  # text tasks: k samples per problem, temperature, token budgets
     run: RunConfig = field(default_factory=RunConfig)
     ray: RayConfig = field(default_factory=RayConfig)

@@ -31,8 +31,11 @@ class MetricsWriter:
         self.scalar("selfplay/episodes_per_s", self.episode_count / elapsed, step)
         if episodes:
             self.scalar("selfplay/episode_length", float(np.mean([e.length for e in episodes])), step)
-            self.scalar("selfplay/first_player_score",
-                        float(np.mean([(e.outcome + 1) / 2 for e in episodes])), step)
+            if episodes[0].group_id:  # text: the mean reward of the samples
+                self.scalar("rollout/reward_mean", float(np.mean([e.outcome for e in episodes])), step)
+            else:
+                self.scalar("selfplay/first_player_score",
+                            float(np.mean([(e.outcome + 1) / 2 for e in episodes])), step)
 
     def learner(self, results: list[dict[str, float]], step: int) -> None:
         sums: dict[str, list[float]] = defaultdict(list)
@@ -51,6 +54,11 @@ class MetricsWriter:
         ``unbeaten_by`` in these results."""
         unbeaten = False
         for r in results:
+            if "wins" not in r:  # held-out text metrics: pass@k, maj@k, mean reward
+                for key, value in r.items():
+                    if isinstance(value, (int, float)) and key not in ("version", "problems", "k"):
+                        self.scalar(f"eval/{key}", float(value), step)
+                continue
             games = r["wins"] + r["draws"] + r["losses"]
             kind = "prior" if r["a"].endswith("-prior") else "search"
             self.scalar(f"arena/{kind}_vs_{r['b']}/score",

@@ -1,14 +1,17 @@
-"""`selfplay train`: long-running online AlphaZero training on Ray.
+"""`selfplay train`: long-running online training on Ray, for games and text tasks alike.
 
     selfplay train env=tictactoe run.dir=runs/ttt run.budget_minutes=5
+    selfplay train env=math learner=grpo run.warm_start=sft run.dir=runs/math
     selfplay train run.dir=runs/ttt run.resume=true          # continue where it stopped
     selfplay train ray.address=auto ...                       # join a cluster: same code path
 
-Actors (Ray): N rollout workers play batches of self-play games with the incumbent version and
-MCTS; one replay actor persists episodes (Parquet shards) and samples decisions; one learner
-steps on them and publishes a candidate version on the ``learner.publish_every`` cadence; one
-evaluator gates each candidate against the incumbent and rates versions against reference
-players (Elo). The driver below only routes work between them and writes metrics.
+Actors (Ray): N rollout workers produce episodes with the incumbent version (``rollout.mode``:
+MCTS self-play on games, k samples per problem on text); one replay actor persists episodes
+(Parquet shards) and samples decisions; one learner steps on them (``learner.loss``: AlphaZero,
+GRPO, expert iteration, SFT) and publishes a candidate version on the ``learner.publish_every``
+cadence; one evaluator gates each candidate against the incumbent and rates versions (reference
+players for games, held-out pass@k for text; one Elo ladder). The driver below only routes work
+between them and writes metrics; each worker gets its own typed slice of the config.
 """
 
 from __future__ import annotations
@@ -50,29 +53,38 @@ def _cadence(text: str, key: str) -> Cadence:
         raise UserError(str(err)) from None
 
 
-def _check_config(cfg) -> None:
+def _check_config(cfg):
+    """Checks that need no Ray, so a bad config is one clear message rather than an actor's
+    traceback; returns each worker's typed config."""
+    from selfplay.workers import worker_configs
+
     if cfg.run.num_actors < 1:
         raise UserError(f"run.num_actors={cfg.run.num_actors}: need at least one rollout actor")
     if cfg.run.games_per_actor < 1:
         raise UserError(f"run.games_per_actor={cfg.run.games_per_actor}: must be >= 1")
-    if cfg.search.kind != "mcts":
+    workers = worker_configs(cfg)
+    if workers.learner.loss == "alphazero" and cfg.search.kind != "mcts":
         raise UserError("search.kind: AlphaZero training needs search=mcts (its visit counts are the targets)")
-    # Checked here, before Ray starts, so a bad env id or a text task is one clear message
-    # rather than an actor's traceback.
-    from selfplay.build import build_env, game_of
-
-    if game_of(build_env(cfg.env)) is None:
-        raise UserError(
-            f"env.id={cfg.env.id} is a single-agent text task; `selfplay train` runs AlphaZero "
-            "self-play on two-player games (text tasks: `selfplay eval env=...`; training on "
-            "them is on the roadmap)"
-        )
+    if workers.kind == "text" and workers.keep == "searched":
+        raise UserError(f"learner.loss={workers.learner.loss} trains on search statistics, which "
+                        f"sampled text episodes do not have; for {cfg.env.id} use learner=grpo, "
+                        "learner=expert_iteration or learner=sft")
+    if workers.kind == "game" and workers.keep != "searched":
+        raise UserError(f"learner.loss={workers.learner.loss} trains on sampled tokens; "
+                        f"{cfg.env.id} is a game: use learner=alphazero (or learner=default)")
+    if cfg.run.warm_start not in ("none", "sft"):
+        raise UserError(f"run.warm_start={cfg.run.warm_start!r}: known values are none, sft")
+    if cfg.run.warm_start != "none" and workers.kind == "game":
+        raise UserError("run.warm_start=sft needs a text task with reference solutions")
+    if cfg.learner.kl_reference not in ("start", "incumbent"):
+        raise UserError(f"learner.kl_reference={cfg.learner.kl_reference!r}: start or incumbent")
     run_dir = Path(cfg.run.dir)
     if run_dir.exists() and any(run_dir.glob("checkpoints/version-*")) and not cfg.run.resume:
         raise UserError(
             f"run.dir={run_dir} already holds a run; pass run.resume=true to continue it "
             "or choose another run.dir"
         )
+    return workers
 
 
 QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
@@ -96,7 +108,6 @@ def init_ray(cfg) -> None:
 
 
 def train_main(cfg) -> int:
-    _check_config(cfg)
     summary = train(cfg)
     print(summary_text(cfg, summary))
     return 0
@@ -104,11 +115,12 @@ def train_main(cfg) -> int:
 
 def train(cfg) -> dict[str, Any]:
     """Run the training job to its budget; returns a summary (also written to summary.json)."""
+    workers = _check_config(cfg)
     run_dir = Path(cfg.run.dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     init_ray(cfg)
-    driver = Driver(cfg, run_dir)
+    driver = Driver(cfg, workers, run_dir)
     try:
         driver.loop()
     finally:
@@ -120,7 +132,7 @@ class Driver:
     """Routes work between the actors. Every remote call is asynchronous; the loop waits on
     whichever finishes first and reacts to it, so no actor waits on another without need."""
 
-    def __init__(self, cfg, run_dir: Path):
+    def __init__(self, cfg, workers, run_dir: Path):
         import ray
 
         from selfplay.metrics import MetricsWriter, ProgressDisplay
@@ -130,16 +142,16 @@ class Driver:
         self.cfg, self.run_dir = cfg, run_dir
         self.publish_every = _cadence(cfg.learner.publish_every, "learner.publish_every")
         self.eval_every = _cadence(cfg.run.eval_every, "run.eval_every")
-        plain = OmegaConf.to_container(cfg, resolve=True)
+        self.kind = workers.kind
         self.replay = remote_replay_actor(
             str(run_dir), cfg.learner.replay_window, cfg.learner.max_staleness,
-            cfg.learner.prioritized, resume=cfg.run.resume,
+            cfg.learner.prioritized, keep=workers.keep, resume=cfg.run.resume,
         )
         # num_cpus=0: on a 2-core laptop reserving a core per actor would leave none to start
         # the others; the OS shares the cores, and pacing (below) keeps the work balanced.
-        self.learner = ray.remote(LearnerWorker).options(num_cpus=0).remote(plain, str(run_dir), self.replay)
-        self.evaluator = ray.remote(EvaluatorWorker).options(num_cpus=0).remote(plain, str(run_dir))
-        self.make_rollout_actor = lambda i: ray.remote(RolloutWorker).options(num_cpus=0).remote(plain, i)
+        self.learner = ray.remote(LearnerWorker).options(num_cpus=0).remote(workers.learner, self.replay)
+        self.evaluator = ray.remote(EvaluatorWorker).options(num_cpus=0).remote(workers.evaluator)
+        self.make_rollout_actor = lambda i: ray.remote(RolloutWorker).options(num_cpus=0).remote(workers.rollout, i)
         self.actors = [self.make_rollout_actor(i) for i in range(cfg.run.num_actors)]
         self.actor_failures = 0
         state = ray.get(self.learner.state.remote())
@@ -150,6 +162,8 @@ class Driver:
         self.incumbent_ref = ray.put(ray.get(self.learner.weights_of.remote(self.progress.incumbent)))
         ray.get([a.set_weights.remote(self.incumbent_ref, self.progress.incumbent) for a in self.actors])
         self.metrics = MetricsWriter(run_dir / "tensorboard")
+        for name, value in state.get("warm_start", {}).items():
+            self.metrics.scalar(name, value, 0)
         self.display = ProgressDisplay(cfg.run.budget_minutes, cfg.run.budget_steps,
                                        enabled=cfg.run.progress)
         self.seed = cfg.run.seed * 1_000_003 + self.progress.learner_step
@@ -342,8 +356,7 @@ class Driver:
         self.progress.unbeaten = self.metrics.arena(
             results, ratings, self.progress.learner_step, self.cfg.run.stop_when_unbeaten)
         for r in results if announce else ():
-            self.display.note(f"eval v{self.progress.incumbent}: {r['a']} vs {r['b']} "
-                              f"W/D/L {r['wins']}/{r['draws']}/{r['losses']}")
+            self.display.note(f"eval v{self.progress.incumbent}: {result_line(r)}")
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -394,13 +407,25 @@ def summary_text(cfg, summary: dict[str, Any]) -> str:
         f"incumbent v{summary['incumbent_version']} (latest v{summary['latest_version']})",
     ]
     for r in summary["final_evaluation"]:
-        lines.append(f"  {r['a']:>12} vs {r['b']:<12} W/D/L {r['wins']}/{r['draws']}/{r['losses']}")
+        lines.append(f"  {result_line(r)}")
     run_dir = summary["run_dir"]
     lines += [
         f"results:     {run_dir} (checkpoints/, episodes/, elo.json, elo.png, tensorboard/)",
         f"replay:      selfplay replay {run_dir}            # list episodes",
         f"             selfplay replay {run_dir} --show -1  # play the last one back",
         f"metrics:     tensorboard --logdir {run_dir}/tensorboard",
-        f"play it:     selfplay play env.id={cfg.env.id} player={run_dir}",
     ]
+    if "wins" in (summary["final_evaluation"] or [{"wins": 0}])[0]:
+        lines.append(f"play it:     selfplay play env.id={cfg.env.id} player={run_dir}")
+    else:
+        lines.append(f"eval it:     selfplay eval env.id={cfg.env.id} checkpoint={run_dir}")
     return "\n".join(lines)
+
+
+def result_line(r: dict[str, Any]) -> str:
+    """One line of an evaluation result: a match (W/D/L) or held-out text metrics."""
+    if "wins" in r:
+        return f"{r['a']:>12} vs {r['b']:<12} W/D/L {r['wins']}/{r['draws']}/{r['losses']}"
+    metrics = "  ".join(f"{k} {v:.3f}" for k, v in r.items()
+                        if k.startswith(("pass@", "maj@")) or k == "mean_reward")
+    return f"{r['a']:>12} on {r['b']:<12} {metrics}"

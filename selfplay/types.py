@@ -30,6 +30,16 @@ class SearchStats:
 
 
 @dataclass
+class SampledTokens:
+    """The tokens a policy sampled for one action, as the engine returned them: what a
+    policy-gradient loss needs to recompute the ratio against the sampling policy."""
+
+    ids: list[int]  # completion token ids (a stop string's tokens or EOS included when sampled)
+    logprobs: list[float]  # log-probability of each token under the sampling policy
+    version: int  # the policy version that sampled every one of these tokens (one generate call)
+
+
+@dataclass
 class Step:
     """One decision in an episode."""
 
@@ -39,6 +49,7 @@ class Step:
     reward: float  # reward received after this action, for ``player``
     search: SearchStats | None = None  # None when the action was sampled without search
     legal_actions: list[str] | None = None  # for games: every legal action at this decision
+    tokens: SampledTokens | None = None  # text tasks: the sampled tokens behind ``action``
 
 
 @dataclass
@@ -55,6 +66,7 @@ class Episode:
     finished_at: float
     actor: str = ""
     info: dict[str, str] = field(default_factory=dict)  # free-form (e.g. opponent, termination)
+    group_id: str = ""  # text tasks: the k samples of one problem share it (a GRPO group); "" for games
 
     @property
     def length(self) -> int:

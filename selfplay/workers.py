@@ -1,34 +1,124 @@
 """The Ray actors of a training run: rollout workers, the learner and the evaluator.
 
 Each is a plain class (usable and testable without Ray) that ``train.py`` wraps with
-``ray.remote``. They receive the config as a plain dict and build their own components, so the
-same code runs in local Ray on a laptop and across a cluster.
+``ray.remote``. Each receives its own typed sub-config (``RolloutWorkerConfig``,
+``LearnerWorkerConfig``, ``EvaluatorWorkerConfig``, built by ``worker_configs``) and builds its
+own components, so the same code runs in local Ray on a laptop and across a cluster. What differs
+between games and text goes through three registries chosen by config: the rollout mode
+(``selfplay.rollout.modes``), the loss (``selfplay.learner.losses``) and the arena
+(``selfplay.arena``: games or text).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
+from selfplay.arena.config import ArenaConfig
 from selfplay.arena.elo import EloLadder, plot_elo_curve
-from selfplay.arena.gating import gate
-from selfplay.arena.match import as_batch_player, play_match
-from selfplay.arena.players import policy_player
+from selfplay.arena.game_arena import summarize  # noqa: F401 (re-exported)
 from selfplay.atomic import atomic_write_json
-from selfplay.build import build_env, game_of
+from selfplay.build import build_env, env_kind
+from selfplay.config import EnvConfig
 from selfplay.errors import UserError
 from selfplay.learner.checkpoint import CheckpointMeta, checkpoint_dir, latest_checkpoint, save_checkpoint
+from selfplay.learner.config import LearnerConfig
 from selfplay.learner.learner import Learner
+from selfplay.learner.losses import DEFAULT_LOSS, get_loss
+from selfplay.policy.config import EngineConfig, PolicyConfig
 from selfplay.policy.factory import make_engine
 from selfplay.policy.model import PolicyModel, build_policy
-from selfplay.rollout import cached_evaluator, play_selfplay_games
-from selfplay.search.game_adapter import GameSearch, engine_evaluator
+from selfplay.rollout.config import RolloutConfig
+from selfplay.rollout.modes import DEFAULT_MODE, make_rollout
+from selfplay.search.config import SearchConfig
+from selfplay.textgen.config import TextSamplingConfig
 from selfplay.types import Episode
+
+
+# ---- typed sub-configs --------------------------------------------------------------------------
+
+
+@dataclass
+class RolloutWorkerConfig:
+    mode: str  # resolved rollout mode (never "auto")
+    env: EnvConfig
+    policy: PolicyConfig
+    engine: EngineConfig
+    search: SearchConfig
+    sampling: TextSamplingConfig
+    rollout: RolloutConfig
+
+
+@dataclass
+class WarmStartConfig:
+    kind: str  # none | sft
+    problems: int
+    steps: int
+    lr: float
+
+
+@dataclass
+class LearnerWorkerConfig:
+    run_dir: str
+    resume: bool
+    loss: str  # resolved loss name (never "auto")
+    learner: LearnerConfig
+    policy: PolicyConfig
+    env: EnvConfig
+    warm_start: WarmStartConfig
+
+
+@dataclass
+class EvaluatorWorkerConfig:
+    run_dir: str
+    kind: str  # "game" | "text": which arena
+    env: EnvConfig
+    policy: PolicyConfig
+    engine: EngineConfig
+    search: SearchConfig
+    arena: ArenaConfig
+    sampling: TextSamplingConfig
+
+
+@dataclass
+class WorkerConfigs:
+    kind: str  # "game" | "text"
+    rollout: RolloutWorkerConfig
+    learner: LearnerWorkerConfig
+    evaluator: EvaluatorWorkerConfig
+    keep: str  # which decisions the replay keeps for the loss
+
+
+def worker_configs(cfg) -> WorkerConfigs:
+    """Each worker's typed slice of the root config, with every "auto" resolved by env kind."""
+    typed = OmegaConf.to_object(cfg) if OmegaConf.is_config(cfg) else cfg
+    kind = env_kind(build_env(typed.env))
+    mode = typed.rollout.mode if typed.rollout.mode != "auto" else DEFAULT_MODE[kind]
+    loss = typed.learner.loss if typed.learner.loss != "auto" else DEFAULT_LOSS[kind]
+    try:
+        keep = get_loss(loss).keep
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    run = typed.run
+    return WorkerConfigs(
+        kind=kind,
+        rollout=RolloutWorkerConfig(mode, typed.env, typed.policy, typed.engine, typed.search,
+                                    typed.sampling, typed.rollout),
+        learner=LearnerWorkerConfig(
+            str(Path(run.dir).resolve()), run.resume, loss, typed.learner, typed.policy,
+            typed.env, WarmStartConfig(run.warm_start, run.warm_start_problems,
+                                       run.warm_start_steps, run.warm_start_lr)),
+        evaluator=EvaluatorWorkerConfig(str(Path(run.dir).resolve()), kind, typed.env,
+                                        typed.policy, typed.engine, typed.search, typed.arena,
+                                        typed.sampling),
+        keep=keep,
+    )
 
 
 def call(method: Any, *args: Any) -> Any:
@@ -41,79 +131,67 @@ def call(method: Any, *args: Any) -> Any:
     return ray.get(remote(*args))
 
 
-def _game_from(cfg):
-    env = build_env(cfg.env)
-    game = game_of(env)
-    if game is None:
-        raise UserError(
-            f"env.id={cfg.env.id} is a single-agent text task; `selfplay train` runs AlphaZero "
-            "self-play on two-player games for now (see the README's roadmap)"
-        )
-    return game
-
-
 class RolloutWorker:
-    """Plays batches of self-play games with the incumbent policy version and MCTS."""
+    """Plays or samples episodes with the incumbent version, in the configured rollout mode."""
 
-    def __init__(self, cfg: dict, index: int):
+    def __init__(self, cfg: RolloutWorkerConfig, index: int):
         torch.set_num_threads(1)
-        self.cfg = OmegaConf.create(cfg)
         self.index = index
-        self.game = _game_from(self.cfg)
-        self.engine = make_engine(self.cfg.policy, self.cfg.engine)
+        self.engine = make_engine(cfg.policy, cfg.engine)
+        self.mode = make_rollout(cfg.mode, cfg, self.engine)
         self.version = -1
-        self.search: GameSearch | None = None
 
     def set_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
         self.engine.load_weights(weights, version)
         self.version = version
-        # New weights, new evaluations: the cache must not outlive the version it was built on.
-        evaluate = cached_evaluator(engine_evaluator(self.engine, self.game))
-        self.search = GameSearch.from_config(self.game, evaluate, self.cfg.search)
+        self.mode.on_weights(version)
         return version
 
-    def play(self, num_games: int, seed: int) -> list[Episode]:
-        if self.search is None:
+    def play(self, count: int, seed: int) -> list[Episode]:
+        """``count`` games (or problems, each ``sampling.k`` times) with the loaded version."""
+        if self.version < 0:
             raise RuntimeError("set_weights must be called before play")
-        return play_selfplay_games(
-            self.game,
-            self.search,
-            num_games=num_games,
-            env_id=self.cfg.env.id,
-            policy_version=self.version,
-            seed=seed,
-            temperature=self.cfg.search.temperature,
-            temperature_moves=self.cfg.search.temperature_moves,
-            actor=f"rollout-{self.index}",
-        )
+        return self.mode.play(count, seed, f"rollout-{self.index}")
 
 
 class LearnerWorker:
-    """Owns the trainable weights; steps on replay batches; publishes and checkpoints versions."""
+    """Owns the trainable weights; steps on replay batches; publishes and checkpoints versions.
 
-    def __init__(self, cfg: dict, run_dir: str, replay: Any):
-        self.cfg = OmegaConf.create(cfg)
-        torch.set_num_threads(self.cfg.learner.num_threads)
-        self.run_dir = Path(run_dir)
+    A fresh run with ``warm_start.kind == "sft"`` first trains on the env's reference solutions
+    and checkpoints the result as version 0, so every version and every curve starts there."""
+
+    def __init__(self, cfg: LearnerWorkerConfig, replay: Any):
+        self.cfg = cfg
+        torch.set_num_threads(cfg.learner.num_threads)
+        self.run_dir = Path(cfg.run_dir)
         self.replay = replay
-        model, tokenizer = build_policy(self.cfg.policy)
+        model, tokenizer = build_policy(cfg.policy)
         self.version = 0
         self.incumbent = 0
-        found = latest_checkpoint(self.run_dir) if self.cfg.run.resume else None
+        self.warm_start_metrics: dict[str, float] = {}
+        found = latest_checkpoint(self.run_dir) if cfg.resume else None
         if found is not None:
             path, meta = found
             model = PolicyModel.load(str(path))
             tokenizer = model.tokenizer
             self.version = meta.version
             self.incumbent = read_incumbent(self.run_dir, meta.incumbent_version)
-        self.learner = Learner(model, tokenizer, self.cfg.learner)
+        elif cfg.warm_start.kind != "none":
+            self.warm_start_metrics = warm_start(model, tokenizer, cfg)
+        self.learner = Learner(model, tokenizer, cfg.learner, loss=cfg.loss)
         if found is not None and (found[0] / "optimizer.pt").exists():
             self.learner.load_optimizer_state(torch.load(found[0] / "optimizer.pt", weights_only=False))
         if found is None:
-            self.checkpoint()  # version 0: the initial weights, so every version is on disk
+            self.checkpoint()  # version 0: the initial (or warm-started) weights, on disk
+        self.learner.set_reference(self.weights_of(self.reference_version()))
 
-    def state(self) -> dict[str, int]:
-        return {"version": self.version, "incumbent": self.incumbent, "step": self.learner.step}
+    def reference_version(self) -> int:
+        """The KL anchor: the version the run started from, or the incumbent."""
+        return self.incumbent if self.cfg.learner.kl_reference == "incumbent" else 0
+
+    def state(self) -> dict[str, Any]:
+        return {"version": self.version, "incumbent": self.incumbent, "step": self.learner.step,
+                "warm_start": self.warm_start_metrics}
 
     def train(self, num_steps: int, seed: int) -> list[dict[str, float]]:
         out = []
@@ -138,6 +216,8 @@ class LearnerWorker:
     def set_incumbent(self, version: int) -> None:
         self.incumbent = version
         atomic_write_json(self.run_dir / "incumbent.json", {"version": version, "at": time.time()})
+        if self.cfg.learner.kl_reference == "incumbent":
+            self.learner.set_reference(self.weights_of(version))
 
     def checkpoint(self) -> str:
         meta = CheckpointMeta(self.version, self.learner.step, self.incumbent, time.time())
@@ -148,12 +228,50 @@ class LearnerWorker:
         return str(path)
 
 
-def summarize(result) -> dict[str, Any]:
-    """The figures of a match that metrics, logs and summary.json need (a's point of view)."""
-    low, high = result.confidence_interval()
-    return {"a": result.a, "b": result.b, "wins": result.wins, "draws": result.draws,
-            "losses": result.losses, "games": result.games, "score": result.score,
-            "ci95": [low, high], "illegal_moves_a": result.illegal_moves_a}
+def warm_start(model: PolicyModel, tokenizer, cfg: LearnerWorkerConfig) -> dict[str, float]:
+    """Supervised steps on the reference solutions of train problems 0..problems-1 (through the
+    env's ``reference_actions``); returns the stage's metrics (written beside version 0)."""
+    from dataclasses import replace
+
+    from selfplay.replay.sampler import ReplaySampler
+    from selfplay.rollout.reference import reference_episodes
+
+    ws = cfg.warm_start
+    if ws.kind != "sft":
+        raise UserError(f"run.warm_start={ws.kind!r}: known values are none, sft")
+    if ws.problems < 1 or ws.steps < 1:
+        raise UserError("run.warm_start=sft needs run.warm_start_problems >= 1 and "
+                        "run.warm_start_steps >= 1")
+    started = time.perf_counter()
+    try:
+        episodes = reference_episodes(lambda: build_env(cfg.env), range(ws.problems), tokenizer)
+    except ValueError as err:
+        raise UserError(f"run.warm_start=sft: {err}") from None
+    sampler = ReplaySampler(window=10**7, keep="sampled")
+    sampler.add(episodes)
+    learner = Learner(model, tokenizer, replace(cfg.learner, lr=ws.lr, warmup_steps=10), loss="sft")
+    metrics: dict[str, float] = {}
+    for step in range(ws.steps):
+        metrics = learner.train_step(sampler.sample(cfg.learner.batch_size, step)).metrics
+    summary = {"warm_start/problems": float(len(episodes)),
+               "warm_start/decisions": float(len(sampler)),
+               "warm_start/steps": float(ws.steps),
+               "warm_start/final_nll": metrics.get("loss/nll", float("nan")),
+               "warm_start/seconds": time.perf_counter() - started}
+    atomic_write_json(Path(cfg.run_dir) / "warm_start.json", summary)
+    return summary
+
+
+def append_jsonl(path: Path, rows: list[dict]) -> None:
+    """Append rows to a JSON-lines log, flushed to disk before returning (a crash can cut at
+    most the line being written, which a reader skips)."""
+    import os
+
+    with open(path, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_incumbent(run_dir: Path, default: int) -> int:
@@ -164,56 +282,29 @@ def read_incumbent(run_dir: Path, default: int) -> int:
 
 
 class EvaluatorWorker:
-    """Plays policy versions against each other (gating) and against reference players (Elo)."""
+    """Judges versions in the configured arena: gating a candidate against the incumbent and
+    rating versions (reference players for games; held-out pass@k for text), on one Elo ladder."""
 
-    def __init__(self, cfg: dict, run_dir: str):
+    def __init__(self, cfg: EvaluatorWorkerConfig):
+        from selfplay.arena.registry import make_arena
+
         torch.set_num_threads(1)
-        self.cfg = OmegaConf.create(cfg)
-        self.run_dir = Path(run_dir)
-        self.game = _game_from(self.cfg)
-        self.engines = {
-            "candidate": make_engine(self.cfg.policy, self.cfg.engine),
-            "incumbent": make_engine(self.cfg.policy, self.cfg.engine),
-        }
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run_dir)
+        engines = {slot: make_engine(cfg.policy, cfg.engine) for slot in ("candidate", "incumbent")}
         self.ladder = EloLadder.load(self.run_dir / "elo.json")
-
-    def _player(self, slot: str, weights, version: int, simulations: int):
-        engine = self.engines[slot]
-        engine.load_weights(weights, version)
-        name = f"v{version}" if simulations else f"v{version}-prior"
-        return policy_player(name, engine, self.game, self.cfg.search, simulations)
+        self.arena = make_arena(cfg.kind, cfg, engines, self.ladder)
 
     def gate(self, cand_weights, cand_version: int, inc_weights, inc_version: int, seed: int) -> dict:
-        arena = self.cfg.arena
-        sims = arena.search_simulations
-        cand = self._player("candidate", cand_weights, cand_version, sims)
-        inc = self._player("incumbent", inc_weights, inc_version, sims)
-        result = play_match(self.game, cand, inc, arena.gate_games, seed=seed,
-                            opening_plies=arena.gate_opening_plies)
-        decision = gate(result, threshold=arena.gate_threshold, enabled=arena.gate)
-        self.ladder.record(result, version=cand_version)
+        verdict = self.arena.gate(cand_weights, cand_version, inc_weights, inc_version, seed)
         self.ladder.save()
-        return {"result": summarize(result), "accepted": decision.accepted, "score": decision.score}
+        return verdict
 
     def evaluate(self, weights, version: int, games: int, seed: int) -> list[dict]:
-        """Matches of the version (with search, and by its prior alone) against the references."""
-        from envs.games.players import make_player
-
-        arena = self.cfg.arena
-        players = [self._player("candidate", weights, version, arena.search_simulations)]
-        if arena.search_simulations > 0:
-            players.append(policy_player(f"v{version}-prior", self.engines["candidate"], self.game, self.cfg.search, 0))
-        results = []
-        for name in arena.opponents:
-            try:
-                opponent = as_batch_player(make_player(name, self.game))
-            except ValueError:
-                continue  # e.g. "perfect" exists for tic-tac-toe only
-            for player in players:
-                result = play_match(self.game, player, opponent, games, seed=seed)
-                self.ladder.record(result, version=version)
-                results.append(summarize(result))
+        results = self.arena.evaluate(weights, version, games, seed)
         self.ladder.save()
+        append_jsonl(self.run_dir / "evaluations.jsonl",
+                     [{"version": version, "at": time.time(), **r} for r in results])
         try:
             plot_elo_curve(self.ladder, self.run_dir / "elo.png")
         except Exception as err:  # a plot must never stop training

@@ -228,7 +228,7 @@ def test_sampler_batch_contents_and_search_only():
     assert batch.target_visits[i].dtype == np.float32
     assert batch.observations[i] == "s obs 1" and batch.chosen[i] == "b"
 
-    everything = ReplaySampler(window=100, require_search=False)
+    everything = ReplaySampler(window=100, keep="sampled")
     everything.add([make_episode("n", search=False)])
     b = everything.sample(4, rng=0)
     assert b.target_visits[0].size == 0 and np.isnan(b.root_values[0])

@@ -10,7 +10,9 @@ One JSON object per line; the format is recognised per line by its keys:
   a plain list of asserts they become one test each (``candidate`` bound to the entry point);
   otherwise the whole ``check(entry_point)`` call is one test.
 
-A malformed line raises ``DatasetError`` naming the file and line; blank lines are skipped.
+A malformed line raises ``DatasetError`` naming the file and line; blank lines are skipped. A line
+without usable tests is malformed: an MBPP test that holds no ``assert``, a HumanEval ``test`` that
+defines no ``check`` function (such "tests" would pass any program, or none).
 Small samples written for this project live in ``envs/code/data/``.
 """
 
@@ -59,6 +61,8 @@ def _mbpp(obj: dict, where: tuple[str, int]) -> CodeTask:
     tests = list(tests) + [t for t in obj.get("challenge_test_list") or [] if isinstance(t, str)]
     for t in tests:
         _check_python(t, f"test {t[:40]!r}", where)
+        if not any(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(t))):
+            raise DatasetError(*where, f"test {t[:40]!r} holds no assert statement")
     _check_python(code, "field 'code'", where)
     match = re.search(r"assert\s+(?:not\s+)?\(?\s*(?:set\()?\s*([A-Za-z_]\w*)\s*\(", tests[0])
     defined = re.findall(r"^def\s+([A-Za-z_]\w*)", code, flags=re.M)
@@ -102,6 +106,8 @@ def _humaneval(obj: dict, where: tuple[str, int]) -> CodeTask:
     if not entry.isidentifier():
         raise DatasetError(*where, f"field 'entry_point' {entry!r} is not an identifier")
     _check_python(test, "field 'test'", where)
+    if not any(isinstance(n, ast.FunctionDef) and n.name == "check" for n in ast.parse(test).body):
+        raise DatasetError(*where, "field 'test' defines no check(candidate) function")
     solution = prompt + body
     _check_python(solution, "prompt + canonical_solution", where)
     split = _split_check(test, entry)

@@ -13,6 +13,17 @@ and "all" keeps them all.
 
 An action that is not a string, or longer than ``max_action_chars``, is a wrong program
 (reward 0, ``info["invalid_action"] = True``), never an exception.
+
+``reference_actions()`` (after ``reset``) gives the one action that solves the current task: its
+reference program (a procedural task's reference; MBPP's ``code``; HumanEval's ``prompt`` +
+``canonical_solution``, which defines the entry point the tests call), for a supervised warm start
+or expert iteration. Stepped from ``reset`` with the same seed it passes every test (reward 1.0; the
+contract check in ``envs.checker`` and ``tests/test_reference_solutions.py`` hold every registered
+env to it). It is in the observation charset (tabs expanded, a character outside it written as a
+``\\uXXXX`` escape, which keeps string literals' meaning) and within ``max_action_chars``.
+``ValueError`` before ``reset``, when the task has no reference (a dataset task is named by file
+and line), or when it cannot be written as an action (too long, or holding a ``` fence that
+``step`` would unwrap).
 """
 
 from __future__ import annotations
@@ -50,6 +61,18 @@ def strip_fences(text: str) -> str:
 def jsonl_split_of(task: CodeTask) -> str:
     digest = hashlib.sha1((task.prompt + "\0" + task.entry_point).encode()).digest()
     return "test" if digest[0] % 5 == 0 else "train"
+
+
+def program_to_charset(program: str) -> str:
+    """A program in the observation charset: ``\\r\\n`` -> newline, tabs expanded to Python's
+    8-column stops, any other character outside the charset written as a Python escape
+    (``\\u00e9``): the same string inside a literal, harmless in a comment."""
+    program = program.replace("\r\n", "\n").replace("\r", "\n")
+    if "\t" in program:
+        program = "\n".join(line.expandtabs(8) for line in program.split("\n"))
+    if all(ch in OBS_CHARSET for ch in program):
+        return program
+    return "".join(ch if ch in OBS_CHARSET else ascii(ch)[1:-1] for ch in program)
 
 
 def _to_charset(text: str) -> str:
@@ -149,6 +172,31 @@ class CodeEnv(gym.Env):
         if self.render_mode == "ansi":
             return self._observation()
         return None
+
+    def reference_actions(self) -> list[str]:
+        """The one action that solves the current task from ``reset`` (see the module docstring);
+        ``ValueError`` before ``reset`` or when the task has no usable reference."""
+        if self.task is None:
+            raise ValueError("CodeEnv.reference_actions: no current task; call reset() first")
+        task = self.task
+        where = f"task {task.task_id or '?'} ({task.source or 'unknown source'})"
+        if not task.reference_solution.strip():
+            raise ValueError(f"CodeEnv: {where} has no reference solution")
+        program = program_to_charset(task.reference_solution)
+        if not program.endswith("\n"):
+            program += "\n"
+        if strip_fences(program) != program:
+            raise ValueError(
+                f"CodeEnv: {where}: the reference solution holds a ``` fence, which step() would "
+                "unwrap; it cannot be written as an action"
+            )
+        limit = min(self.max_action_chars, ACTION_MAX_LENGTH)
+        if len(program) > limit:
+            raise ValueError(
+                f"CodeEnv: {where}: the reference solution is {len(program)} characters, over "
+                f"max_action_chars={limit}"
+            )
+        return [program]
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -5,9 +5,10 @@
 - MATH: ``{"problem": ..., "solution": "... \\boxed{\\frac{1}{2}} ..."}``: the final answer is the
   last ``\\boxed{...}``; optional ``"level"`` ("Level 3" or 3) and ``"type"`` are kept.
 
-A line that is not JSON, not an object, in neither format, or without a final answer is an error
-naming the file and line (``on_error="raise"``, the default) or is skipped and counted
-(``on_error="skip"``; the count is ``LoadResult.skipped``). Blank lines are ignored.
+A line that is not JSON, not an object, in neither format, with an empty question, or without a
+usable final answer (none, empty, or with characters outside printable ASCII, which no action can
+write) is an error naming the file and line (``on_error="raise"``, the default) or is skipped and
+counted (``on_error="skip"``; the count is ``LoadResult.skipped``). Blank lines are ignored.
 """
 
 from __future__ import annotations
@@ -72,14 +73,26 @@ def _math(obj: dict) -> tuple[str, str, list[str], str, int]:
     return problem.strip(), final, steps, "math", int(level_match.group(1)) if level_match else 0
 
 
+def _usable(parsed: tuple[str, str, list[str], str, int]) -> tuple[str, str, list[str], str, int]:
+    question, final = parsed[0], parsed[1]
+    if not question:
+        raise ValueError("the question is empty")
+    if not all(" " <= ch <= "~" for ch in final):
+        raise ValueError(
+            f"the final answer {final!r:.60} has characters outside printable ASCII, which no "
+            "action can write"
+        )
+    return parsed
+
+
 def parse_line(obj: object) -> tuple[str, str, list[str], str, int]:
     """(question, answer, steps, family, level) of one decoded line; ValueError when malformed."""
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004 - a malformed line
     if "question" in obj and "answer" in obj:
-        return _gsm8k(obj)
+        return _usable(_gsm8k(obj))
     if "problem" in obj and "solution" in obj:
-        return _math(obj)
+        return _usable(_math(obj))
     keys = ", ".join(sorted(map(str, obj))) or "none"
     raise ValueError(
         "neither GSM8K ({'question', 'answer'}) nor MATH ({'problem', 'solution'}); "

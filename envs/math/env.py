@@ -18,18 +18,38 @@ the question); for a file, "train"/"test" filter its lines the same way and "all
 "predicted" appear only when the episode has ended, never before. An action that is not a string,
 or is longer than ``max_action_chars``, is untrusted input: a wrong answer that ends the episode
 (``info["invalid_action"] = True``), never an exception.
+
+``reference_actions()`` (after ``reset``) gives the actions that solve the current problem, in this
+env's own action format, for a supervised warm start or expert iteration: in ``multi_step`` one
+reference step per action, each one line (a policy's step ends at its newline), the last one
+stating the answer (``Answer: <n>``); in ``single_turn`` one action, the whole solution (the steps
+joined by newlines). The steps are the procedural family's ``solution_steps`` or a dataset line's
+solution (GSM8K: the ``answer`` reasoning without calculator annotations, its ``#### n`` turned
+into a last line ``Answer: n``; MATH: the ``solution`` lines, then ``Answer: <its last
+\\boxed>``). Stepped from ``reset`` with the same seed they end the episode with reward 1.0 (the
+contract check in ``envs.checker`` and ``tests/test_reference_solutions.py`` hold every registered
+env to it). They are in the observation charset (typographic characters spelled in ASCII) and
+within ``max_action_chars``. In ``multi_step`` they are at most ``max_steps`` and only the last
+states a final answer: the first step that states one ends the episode, so it is the last action
+when it states the reference answer, else the steps from it on are joined into one line (or, when
+that line does not state it either, the steps that state another answer are left out); when there
+are more steps than ``max_steps``, neighbouring steps are joined on one line. ``ValueError`` when
+called before ``reset``, when the problem has no reference solution (a dataset problem is named by
+file and line), or when it cannot be written within those limits. They always solve the problem
+from its start, whatever was stepped since ``reset``.
 """
 
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
 from gymnasium import spaces
 
-from envs.math.answers import answers_match, extract_answer
+from envs.math.answers import answers_match, extract_answer, normalize_answer
 from envs.math.datasets import DATA_DIR, load_problems
 from envs.math.tasks import ARITHMETIC_FAMILIES, FAMILIES, LEVELS, MathProblem, generate, split_of
 
@@ -78,6 +98,95 @@ def _to_charset(text: str) -> str:
     if all(ch in OBS_CHARSET for ch in text):
         return text
     return "".join(ch if ch in OBS_CHARSET else "?" for ch in text)
+
+
+# Characters outside the charset that have a plain-ASCII spelling (what a reference solution keeps).
+_ASCII_SPELLING = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-",
+    "\u2212": "-", "\u00d7": "*", "\u00f7": "/", "\u2026": "...", "\u00a0": " ", "\u2009": " ",
+    "\u202f": " ", "\u2264": "<=", "\u2265": ">=", "\u2260": "!=",
+})
+
+
+def ascii_spelling(text: str) -> str:
+    """``text`` in the observation charset, keeping what can be kept: newlines for ``\\r\\n``,
+    a space for a tab, ASCII for typographic quotes and dashes, letters without their accents;
+    any other character becomes ``?`` (as in observations)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    if all(ch in OBS_CHARSET for ch in text):
+        return text
+    text = unicodedata.normalize("NFKD", text.translate(_ASCII_SPELLING))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return _to_charset(text)
+
+
+def _states(text: str, answer: str) -> bool:
+    """Whether ``text``'s final answer is ``answer`` as written (after the light normalisation)."""
+    found = final_answer(text)
+    return found is not None and normalize_answer(found) == normalize_answer(answer)
+
+
+def reference_actions_for(
+    problem: MathProblem, mode: str, max_steps: int, max_action_chars: int, where: str = ""
+) -> list[str]:
+    """The actions that solve ``problem`` in ``mode`` (``MathEnv.reference_actions``'s rules);
+    ``where`` names the problem in errors (the dataset file and line)."""
+    where = where or problem.source or "the current problem"
+    steps = [ascii_spelling(s).strip() for s in problem.solution_steps]
+    steps = [s for s in steps if s]
+    if not steps:
+        raise ValueError(f"MathEnv: {where} has no reference solution")
+    if ascii_spelling(problem.answer) != problem.answer:
+        raise ValueError(
+            f"MathEnv: {where}: the reference answer {problem.answer!r:.80} has characters outside "
+            "the action charset (printable ASCII and newline), so no action can state it"
+        )
+    if mode == "single_turn":
+        actions = ["\n".join(steps)]
+        if not _states(actions[0], problem.answer):
+            raise ValueError(f"MathEnv: {where}: the reference solution does not state its answer")
+    else:
+        actions = _one_line_steps(steps, problem.answer, max_steps, where)
+    longest = max(len(a) for a in actions)
+    if longest > max_action_chars:
+        raise ValueError(
+            f"MathEnv: {where}: a reference action is {longest} characters, over "
+            f"max_action_chars={max_action_chars}"
+        )
+    return actions
+
+
+def _one_line_steps(steps: list[str], answer: str, max_steps: int, where: str) -> list[str]:
+    """At most ``max_steps`` one-line steps (a policy's step ends at its newline) of which only
+    the last states a final answer, and states ``answer``."""
+    lines = [line.strip() for s in steps for line in s.split("\n") if line.strip()]
+    first = next((i for i, s in enumerate(lines) if has_final_answer(s)), len(lines) - 1)
+    head, rest = lines[:first], lines[first:]
+    # The first line that states an answer ends the episode: it is the last action if its answer
+    # is the reference's; else all the rest on one line; else the last line, the lines before it
+    # that state some other answer left out.
+    if _states(rest[0], answer):
+        last = rest[0]
+    elif _states(" ".join(rest), answer):
+        last = " ".join(rest)
+    elif _states(rest[-1], answer):
+        head += [line for line in rest[:-1] if not has_final_answer(line)]
+        last = rest[-1]
+    else:
+        raise ValueError(f"MathEnv: {where}: the reference solution does not state its answer")
+    groups = min(len(head), max_steps - 1)
+    if groups == 0:
+        head, last = [], " ".join(head + [last])
+    actions = [
+        " ".join(head[len(head) * g // groups : len(head) * (g + 1) // groups])
+        for g in range(groups)
+    ] + [last]
+    if any(has_final_answer(a) for a in actions[:-1]) or not _states(actions[-1], answer):
+        raise ValueError(
+            f"MathEnv: {where}: the reference solution cannot be written as at most "
+            f"max_steps={max_steps} one-line steps of which only the last states the answer"
+        )
+    return actions
 
 
 def resolve_source(source: str) -> str:
@@ -141,11 +250,13 @@ class MathEnv(gym.Env):
                     f"MathEnv: families={self.families!r}; known families: {', '.join(FAMILIES)}"
                 )
             self._dataset: list[MathProblem] | None = None
+            self._path = ""
         else:
             self.split = split or "all"
             if self.split not in ("train", "test", "all"):
                 raise ValueError(f"MathEnv: split={split!r}; expected 'train', 'test' or 'all'")
             path = resolve_source(source)
+            self._path = path
             problems = load_problems(path, on_error=on_error)
             if self.split != "all":
                 problems = [p for p in problems if split_of(p.question) == self.split]
@@ -196,6 +307,19 @@ class MathEnv(gym.Env):
             return self._observation() if self.problem is not None else ""
         gym.logger.warn("render() needs render_mode='ansi'")
         return None
+
+    def reference_actions(self) -> list[str]:
+        """The actions that solve the current problem from ``reset`` (see the module docstring);
+        ``ValueError`` before ``reset`` or when the problem has no usable reference."""
+        if self.problem is None:
+            raise ValueError("MathEnv.reference_actions: no current problem; call reset() first")
+        where = self.problem.source
+        if self._path and ":" in where:  # "<file name>:<line>" of a dataset problem
+            where = f"{self._path}:{where.rsplit(':', 1)[1]}"
+        return reference_actions_for(
+            self.problem, self.mode, self.max_steps,
+            min(self.max_action_chars, ACTION_MAX_LENGTH), where,
+        )
 
     # -- what search uses: a cheap copy of the state -------------------------------------------
 

@@ -11,6 +11,12 @@ class ArenaConfig:
     gate: bool = True  # a new version replaces the incumbent only if it scores >= gate_threshold
     gate_threshold: float = 0.55  # score (win + draw/2) needed against the incumbent
     gate_games: int = 40  # games per gating match (half with each side)
+    gate_test: str = "threshold"  # "threshold" (score >= gate_threshold over gate_games) | "sprt" (sequential test: selfplay.arena.gating)
+    gate_p1: float = 0.65  # sprt: H1, the candidate's win rate in decisive games it must show (H0 is 0.5)
+    gate_alpha: float = 0.05  # sprt: P(accept | the candidate is no better), nominal (looks in batches make it lower)
+    gate_beta: float = 0.10  # sprt: P(reject | its decisive-game win rate is gate_p1), nominal
+    gate_batch: int = 20  # sprt: games or prompts played between two looks of the sequential test
+    gate_max_games: int = 400  # sprt: cap on games or prompts (draws included); undecided at the cap rejects
     eval_games: int = 40  # games per evaluation against each reference player
     opponents: list[str] = field(default_factory=lambda: ["random", "perfect"])  # reference players
     gate_opening_plies: int = 2  # random plies opening each gating game (each opening played with both sides), so deterministic versions meet varied positions

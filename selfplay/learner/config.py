@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass
 class LearnerConfig:
-    loss: str = "alphazero"  # name in the loss registry
+    loss: str = "auto"  # alphazero | grpo | expert_iteration | sft (selfplay/learner/losses); auto: alphazero for games, grpo for text tasks
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 1e-4  # AdamW weight decay
     warmup_steps: int = 20  # linear learning-rate warm-up
@@ -23,3 +23,7 @@ class LearnerConfig:
     samples_per_decision: float = 4.0  # times the learner draws each self-play decision on average; the side ahead waits (0 = no pacing)
     steps_per_call: int = 8  # learner steps per remote call (fewer round trips; publishing waits for a call to end)
     num_threads: int = 1  # torch threads of the learner process
+    clip_eps: float = 0.2  # grpo: PPO clip range of the token importance ratio
+    kl_coef: float = 0.02  # grpo: weight of the KL penalty to the reference version (0 = none)
+    kl_reference: str = "start"  # grpo: the KL anchor: start (the version the run started from, the warm start's) | incumbent (follows each accepted version)
+    normalize_advantages: bool = True  # grpo: divide group-relative advantages by the group's reward std (False: Dr. GRPO)

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from selfplay.learner.batches import BUILDERS, merge_duplicates  # noqa: F401 (re-exported)
 from selfplay.learner.config import LearnerConfig
-from selfplay.learner.losses import get_loss, pad_log_priors
-from selfplay.policy.model import PolicyModel, action_log_priors
+from selfplay.learner.losses import Loss, get_loss
+from selfplay.policy.model import PolicyModel
 from selfplay.replay.sampler import Batch
 
 
@@ -24,41 +25,6 @@ class StepResult:
     step: int
     metrics: dict[str, float]
     seconds: float
-
-
-@dataclass
-class MergedDecision:
-    """Identical decisions of one batch, merged: one forward pass, weighted by ``count``."""
-
-    observation: str
-    actions: list[str]
-    target: np.ndarray  # [A] mean visit distribution of the merged decisions
-    value_target: float  # mean value target
-    count: int
-
-
-def merge_duplicates(batch: Batch) -> list[MergedDecision]:
-    """Group decisions with the same observation and candidate actions.
-
-    Games revisit positions constantly (every game starts from the same board), so a batch
-    often holds one position many times; the loss over the merged group with weight ``count`` is
-    the same as over the copies, at the price of one forward pass. Decisions without search
-    statistics are left out.
-    """
-    groups: dict[tuple, list[int]] = {}
-    for i, visits in enumerate(batch.target_visits):
-        if len(visits) > 0:
-            groups.setdefault((batch.observations[i], tuple(batch.actions[i])), []).append(i)
-    merged = []
-    for (observation, actions), rows in groups.items():
-        merged.append(MergedDecision(
-            observation=observation,
-            actions=list(actions),
-            target=np.mean([batch.target_visits[i] for i in rows], axis=0),
-            value_target=float(np.mean([batch.value_targets[i] for i in rows])),
-            count=len(rows),
-        ))
-    return merged
 
 
 def warmup_schedule(warmup_steps: int):
@@ -71,11 +37,16 @@ def warmup_schedule(warmup_steps: int):
 
 
 class Learner:
-    def __init__(self, model: PolicyModel, tokenizer: Any, cfg: LearnerConfig):
+    """``loss`` overrides ``cfg.loss`` (which may be "auto", resolved by the caller)."""
+
+    def __init__(self, model: PolicyModel, tokenizer: Any, cfg: LearnerConfig,
+                 loss: str | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.cfg = cfg
-        self.loss_fn = get_loss(cfg.loss)
+        self.loss: Loss = get_loss(loss or cfg.loss)
+        # The KL anchor of a policy-gradient loss: a frozen copy, set by set_reference.
+        self.reference: PolicyModel | None = None
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
@@ -84,26 +55,33 @@ class Learner:
         )
         self.step = 0
 
+    def set_reference(self, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Freeze ``weights`` (default: the current ones) as the reference version of the KL
+        term; a loss without one ignores it."""
+        if not self.loss.reference:
+            return
+        import copy
+
+        if self.reference is None:
+            self.reference = copy.deepcopy(self.model).eval()
+            for p in self.reference.parameters():
+                p.requires_grad_(False)
+        if weights is not None:
+            self.reference.load_state_dict(weights)
+        else:
+            self.reference.load_state_dict(self.model.state_dict())
+
     def train_step(self, batch: Batch) -> StepResult:
-        """One optimiser step on ``batch``; decisions without search targets are skipped."""
+        """One optimiser step of the configured loss on ``batch``."""
         start = time.perf_counter()
-        groups = merge_duplicates(batch)
-        if not groups:
-            raise ValueError("batch has no decisions with search statistics")
         self.model.train()
-        log_priors, values = action_log_priors(
-            self.model, self.tokenizer, [g.observation for g in groups], [g.actions for g in groups]
-        )
-        padded, mask = pad_log_priors(log_priors)
-        target = torch.zeros_like(padded)
-        for row, g in enumerate(groups):
-            target[row, : len(g.target)] = torch.tensor(g.target, dtype=padded.dtype)
-        target_values = torch.tensor([g.value_target for g in groups], dtype=values.dtype)
-        weights = torch.tensor([g.count for g in groups], dtype=values.dtype)
-        out = self.loss_fn(
-            padded, mask, values, target, target_values,
-            value_weight=self.cfg.value_weight, weights=weights,
-        )
+        try:
+            inputs, extra = BUILDERS[self.loss.batch](self.model, self.tokenizer, batch,
+                                                      self.reference)
+            options = {key: getattr(self.cfg, key) for key in self.loss.options}
+            out = self.loss.fn(inputs, **options)
+        finally:
+            self.model.eval()
         if not torch.isfinite(out.loss):
             # A non-finite loss would poison the weights every actor is about to load.
             self.optimizer.zero_grad(set_to_none=True)
@@ -114,12 +92,11 @@ class Learner:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        self.model.eval()
         metrics = dict(out.metrics)
+        metrics.update(extra)
         metrics["learner/grad_norm"] = float(grad_norm)
         metrics["learner/lr"] = float(self.scheduler.get_last_lr()[0])
         metrics["learner/sample_version_mean"] = float(np.mean(batch.policy_versions))
-        metrics["learner/unique_fraction"] = len(groups) / len(batch)
         return StepResult(self.step, metrics, time.perf_counter() - start)
 
     def weights(self) -> dict[str, torch.Tensor]:

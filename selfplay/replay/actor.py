@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from selfplay.replay.sampler import Batch, DecisionKey, ReplaySampler
+from selfplay.replay.sampler import Batch, DecisionKey, ReplaySampler, check_keep
 from selfplay.replay.store import EpisodeStore
 from selfplay.types import Episode
 
@@ -32,13 +32,12 @@ class ReplayActor:
         max_staleness: int = 0,
         prioritized: bool = False,
         *,
-        require_search: bool = True,
+        keep: str = "searched",
         resume: bool = True,
     ):
+        # The sampler first: a wrong argument fails before the store creates any directory.
+        self.sampler = ReplaySampler(window, max_staleness, prioritized, keep=keep)
         self.store = EpisodeStore(root_dir)
-        self.sampler = ReplaySampler(
-            window, max_staleness, prioritized, require_search=require_search
-        )
         if resume:  # refill the window from what earlier runs left in the store
             self.sampler.load_from_store(self.store)
         # Running totals, so stats() never rescans the store.
@@ -92,18 +91,22 @@ def remote_replay_actor(
     max_staleness: int = 0,
     prioritized: bool = False,
     *,
-    require_search: bool = True,
+    keep: str = "searched",
     resume: bool = True,
     name: str | None = None,
     num_cpus: float = 0,
 ):
     """Start a ReplayActor as a Ray actor (Ray must be initialised); returns its handle.
 
+    ``keep`` chooses the decisions the learner sees (ReplaySampler: "searched", "sampled",
+    "best_of_group"); it is checked here, so a wrong value fails in the caller, not in the actor.
+
     ``num_cpus=0`` by default: the actor mostly waits on disk, and on a 2-core laptop a whole
     core reserved for it would starve the rollout actors.
     """
     import ray  # here, not at module top: the plain path must not pay for importing Ray
 
+    check_keep(keep)
     options: dict[str, Any] = {"num_cpus": num_cpus}
     if name is not None:
         options["name"] = name
@@ -115,7 +118,7 @@ def remote_replay_actor(
             window,
             max_staleness,
             prioritized,
-            require_search=require_search,
+            keep=keep,
             resume=resume,
         )
     )

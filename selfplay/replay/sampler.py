@@ -12,8 +12,11 @@ applies, in order:
    from the result teach most; the learner may overwrite them with ``update_priorities``);
    otherwise uniform. Draws are with replacement, as in AlphaZero.
 
-By default only decisions with search statistics enter the ring (the AlphaZero loss needs visit
-targets); ``require_search=False`` keeps every decision for the policy-gradient style losses.
+Which decisions enter the ring is ``keep``: "searched" (the default; the AlphaZero loss needs visit
+targets), "sampled" (every decision, for the policy-gradient losses such as GRPO), or
+"best_of_group" (only the decisions of each group's best episodes, for expert iteration; see
+groups.py). Every decision carries the tokens its action was sampled as and its group's outcomes,
+computed per ``add`` call (or per shard on resume): a group arrives whole in one add.
 Nothing here imports torch: a Batch is lists and numpy arrays.
 """
 
@@ -24,10 +27,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from selfplay.replay.groups import GroupOutcome, best_of_group, group_outcomes
 from selfplay.replay.store import EpisodeStore
 from selfplay.types import Episode
 
 DecisionKey = tuple[str, int]  # (episode_id, step_index)
+KEEP_MODES = ("searched", "sampled", "best_of_group")
+_EMPTY_I32 = np.zeros(0, dtype=np.int32)
+_EMPTY_F32 = np.zeros(0, dtype=np.float32)
+for _empty in (_EMPTY_I32, _EMPTY_F32):
+    _empty.setflags(write=False)  # shared by every decision without tokens: nobody writes into it
 
 
 def value_target(outcome: float, player: int) -> float:
@@ -52,6 +61,11 @@ class Decision:
     action: str  # the action actually played
     player: int
     root_value: float  # nan without search
+    token_ids: np.ndarray  # [T] int32 the tokens sampled for ``action``; empty for games
+    sample_logprobs: np.ndarray  # [T] float32 their log-probabilities under the sampling policy
+    sample_version: int  # the version that sampled the tokens (the episode's without tokens)
+    group_rewards: np.ndarray  # [K] float32 outcomes of the episodes of its group
+    group_index: int  # its episode's position in ``group_rewards``
 
 
 @dataclass
@@ -68,17 +82,57 @@ class Batch:
     root_values: np.ndarray  # [B] float32 search value (nan without search)
     keys: list[DecisionKey]  # (episode_id, step_index), for update_priorities
     probs: np.ndarray  # [B] float64 probability each decision had of being drawn (for IS weights)
+    # What the text losses need (the sampler always fills them). A Batch built by hand without
+    # them (a game loss's test) gets: no tokens, sampled by the version that played, and no
+    # group information (empty group_rewards, group_index -1).
+    token_ids: list[np.ndarray] = None  # type: ignore[assignment]  # [T_i] int32 each
+    sample_logprobs: list[np.ndarray] = None  # type: ignore[assignment]  # [T_i] float32 each
+    sample_versions: np.ndarray = None  # type: ignore[assignment]  # [B] int64
+    group_rewards: list[np.ndarray] = None  # type: ignore[assignment]  # [K_i] float32 each
+    group_index: np.ndarray = None  # type: ignore[assignment]  # [B] int64
+
+    def __post_init__(self) -> None:
+        b = len(self.observations)
+        if self.token_ids is None:
+            self.token_ids = [_EMPTY_I32] * b
+        if self.sample_logprobs is None:
+            self.sample_logprobs = [_EMPTY_F32] * b
+        if self.sample_versions is None:
+            self.sample_versions = np.asarray(self.policy_versions, dtype=np.int64).copy()
+        if self.group_rewards is None:
+            self.group_rewards = [_EMPTY_F32] * b
+        if self.group_index is None:
+            self.group_index = np.full(b, -1, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.observations)
 
 
-def decisions_of(episode: Episode, require_search: bool = True) -> list[Decision]:
-    """The sampleable decisions of one episode, in step order."""
+def check_keep(keep: str) -> str:
+    """``keep`` itself when it is one of KEEP_MODES; a ValueError naming them otherwise."""
+    if keep not in KEEP_MODES:
+        raise ValueError(f"replay keep={keep!r} is not one of {', '.join(KEEP_MODES)}")
+    return keep
+
+
+def decisions_of(
+    episode: Episode, keep: str = "searched", group: GroupOutcome | None = None
+) -> list[Decision]:
+    """The sampleable decisions of one episode, in step order.
+
+    ``group`` is the episode's group (rewards [K], its index), from ``group_outcomes`` over the
+    episodes added with it; None makes it a group of one.
+    """
+    check_keep(keep)
+    if group is None:
+        group = group_outcomes([episode])[episode.episode_id]
+    rewards, index = group
+    if keep == "best_of_group" and not best_of_group(rewards)[index]:
+        return []
     out = []
     for i, step in enumerate(episode.steps):
         s = step.search
-        if s is None and require_search:
+        if s is None and keep == "searched":
             continue
         if s is not None:
             actions = list(s.actions)
@@ -88,6 +142,7 @@ def decisions_of(episode: Episode, require_search: bool = True) -> list[Decision
             actions = list(step.legal_actions or [])
             target = np.zeros(0, dtype=np.float32)
             root_value = float("nan")
+        t = step.tokens
         out.append(
             Decision(
                 key=(episode.episode_id, i),
@@ -99,9 +154,23 @@ def decisions_of(episode: Episode, require_search: bool = True) -> list[Decision
                 action=step.action,
                 player=step.player,
                 root_value=root_value,
+                token_ids=_EMPTY_I32 if t is None else np.asarray(t.ids, dtype=np.int32),
+                sample_logprobs=(
+                    _EMPTY_F32 if t is None else np.asarray(t.logprobs, dtype=np.float32)
+                ),
+                sample_version=episode.policy_version if t is None else int(t.version),
+                group_rewards=rewards,
+                group_index=index,
             )
         )
     return out
+
+
+def _decisions_of_all(episodes: Iterable[Episode], keep: str) -> list[Decision]:
+    """The decisions of episodes added together (one add call, or one shard): their groups."""
+    episodes = list(episodes)
+    groups = group_outcomes(episodes)
+    return [d for ep in episodes for d in decisions_of(ep, keep, groups[ep.episode_id])]
 
 
 class ReplaySampler:
@@ -114,7 +183,7 @@ class ReplaySampler:
         prioritized: bool = False,
         *,
         priority_eps: float = 1e-2,
-        require_search: bool = True,
+        keep: str = "searched",
     ):
         if window <= 0:
             raise ValueError(f"replay window must be positive, got {window}")
@@ -126,7 +195,7 @@ class ReplaySampler:
         self.max_staleness = max_staleness
         self.prioritized = prioritized
         self.priority_eps = priority_eps
-        self.require_search = require_search
+        self.keep = check_keep(keep)
         # The ring: slot arrays of fixed size; _head is the next slot to (over)write.
         self._items: list[Decision | None] = [None] * window
         self._versions = np.zeros(window, dtype=np.int64)
@@ -139,13 +208,14 @@ class ReplaySampler:
     # ---- feeding
 
     def add(self, episodes: Iterable[Episode]) -> int:
-        """Add the decisions of finished episodes; returns how many entered the ring."""
-        n = 0
-        for ep in episodes:
-            for d in decisions_of(ep, self.require_search):
-                self._put(d)
-                n += 1
-        return n
+        """Add the decisions of finished episodes; returns how many entered the ring.
+
+        The episodes of a group must come in the same call (groups are formed per call).
+        """
+        decisions = _decisions_of_all(episodes, self.keep)
+        for d in decisions:
+            self._put(d)
+        return len(decisions)
 
     def _put(self, d: Decision) -> None:
         slot = self._head
@@ -168,16 +238,13 @@ class ReplaySampler:
         """Refill the ring from the newest shards of ``store`` (on resume); returns decisions added.
 
         Reads shards newest first until the window is full, then adds them oldest first so the
-        ring's order matches the order the decisions were played in.
+        ring's order matches the order the decisions were played in. One shard is one ``add``
+        (ReplayActor), so its groups are rebuilt as they were formed then.
         """
         chunks: list[list[Decision]] = []
         count = 0
         for path in reversed(store.shard_paths()):
-            ds = [
-                d
-                for ep in store.episodes(shards=[path])
-                for d in decisions_of(ep, self.require_search)
-            ]
+            ds = _decisions_of_all(store.episodes(shards=[path]), self.keep)
             chunks.append(ds)
             count += len(ds)
             if count >= self.window:
@@ -240,6 +307,11 @@ class ReplaySampler:
             root_values=np.array([d.root_value for d in items], dtype=np.float32),
             keys=[d.key for d in items],
             probs=probs[picks],
+            token_ids=[d.token_ids for d in items],
+            sample_logprobs=[d.sample_logprobs for d in items],
+            sample_versions=np.array([d.sample_version for d in items], dtype=np.int64),
+            group_rewards=[d.group_rewards for d in items],
+            group_index=np.array([d.group_index for d in items], dtype=np.int64),
         )
 
     def update_priorities(self, keys: Iterable[DecisionKey], priorities: Iterable[float]) -> int:

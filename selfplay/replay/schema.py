@@ -11,8 +11,16 @@ Rules the conversion keeps, so that ``table_to_episodes(episodes_to_table(eps)) 
 - ``info`` is a JSON object string (key order kept);
 - visits, priors and q-values are float32 (they are what the learner trains on, in float32 anyway):
   counts and float32-representable values round-trip exactly, others to float32 precision;
+- ``tokens`` None <=> ``token_ids``, ``token_logprobs`` and ``token_version`` are all null (an
+  empty sample stays two empty lists); token ids are int32 (every vocabulary fits), and the
+  sampling log-probabilities are float32, so they round-trip to float32 precision like visits
+  (a policy-gradient ratio is computed in float32 anyway);
+- ``group_id`` is a string, never null ("" for an episode in no group, e.g. a game);
 - an Episode must have at least one step (a step-less episode has no row to carry it, and nothing
   to learn from), and its rows stay together and in step order.
+
+The store is durable across versions of this code: a shard written before a column in
+``ADDED_COLUMNS`` existed reads as that column's default (``upgrade``): null tokens, group "".
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ import json
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from selfplay.types import Episode, SearchStats, Step
+from selfplay.types import Episode, SampledTokens, SearchStats, Step
 
 _STR_LIST = pa.list_(pa.string())
 _F32_LIST = pa.list_(pa.float32())
@@ -38,6 +47,7 @@ SCHEMA = pa.schema(
         pa.field("started_at", pa.float64(), nullable=False),  # unix seconds
         pa.field("finished_at", pa.float64(), nullable=False),
         pa.field("actor", pa.string(), nullable=False),
+        pa.field("group_id", pa.string(), nullable=False),  # the k samples of a problem; "" none
         # --- the step
         pa.field("step_index", pa.int32(), nullable=False),  # 0 .. num_steps-1
         pa.field("num_steps", pa.int32(), nullable=False),  # a reader checks episodes whole
@@ -53,12 +63,42 @@ SCHEMA = pa.schema(
         pa.field("search_q", _F32_LIST),
         pa.field("root_value", pa.float64()),
         pa.field("simulations", pa.int32()),
+        # --- the tokens the policy sampled for the action; all null when not recorded (games)
+        pa.field("token_ids", pa.list_(pa.int32())),
+        pa.field("token_logprobs", _F32_LIST),
+        pa.field("token_version", pa.int64()),
         # --- free-form episode info, as a JSON object
         pa.field("info", pa.string(), nullable=False),
     ]
 )
 
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
+
+# Columns added after the store's first shards were written, and what an older shard reads as
+# (None: null). Every other column is in every shard ever written.
+ADDED_COLUMNS: dict[str, str | None] = {
+    "group_id": "",
+    "token_ids": None,
+    "token_logprobs": None,
+    "token_version": None,
+}
+
+
+def upgrade(table: pa.Table) -> pa.Table:
+    """``table`` with every column of ``ADDED_COLUMNS`` present, its nulls replaced by the default.
+
+    Reading a shard through a dataset with ``schema=SCHEMA`` gives a missing column as nulls (even
+    where SCHEMA says not null); this turns those into what the column means for an old shard.
+    """
+    for name, default in ADDED_COLUMNS.items():
+        field = SCHEMA.field(name)
+        if name not in table.column_names:
+            column = pa.nulls(table.num_rows, field.type)
+            table = table.append_column(field, column)
+        if default is not None and table[name].null_count:
+            index = table.column_names.index(name)
+            table = table.set_column(index, field, pc.fill_null(table[name], default))
+    return table
 
 
 def _episode_columns(ep: Episode) -> dict[str, list]:
@@ -70,6 +110,14 @@ def _episode_columns(ep: Episode) -> dict[str, list]:
         )
     n = len(ep.steps)
     searches = [step.search for step in ep.steps]
+    tokens = [step.tokens for step in ep.steps]
+    for i, t in enumerate(tokens):
+        # A logprob paired with the wrong token would skew every ratio after it; refuse it here.
+        if t is not None and len(t.ids) != len(t.logprobs):
+            raise ValueError(
+                f"episode {ep.episode_id!r} step {i}: sampled tokens are misaligned "
+                f"(ids {len(t.ids)}, logprobs {len(t.logprobs)})"
+            )
     for i, s in enumerate(searches):
         # Misaligned statistics would silently train on the wrong targets; refuse them here.
         if s is not None and not (
@@ -89,6 +137,7 @@ def _episode_columns(ep: Episode) -> dict[str, list]:
         "started_at": [ep.started_at] * n,
         "finished_at": [ep.finished_at] * n,
         "actor": [ep.actor] * n,
+        "group_id": [ep.group_id] * n,
         "step_index": list(range(n)),
         "num_steps": [n] * n,
         "observation": [st.observation for st in ep.steps],
@@ -102,6 +151,9 @@ def _episode_columns(ep: Episode) -> dict[str, list]:
         "search_q": [None if s is None else s.q_values for s in searches],
         "root_value": [None if s is None else s.root_value for s in searches],
         "simulations": [None if s is None else s.simulations for s in searches],
+        "token_ids": [None if t is None else t.ids for t in tokens],
+        "token_logprobs": [None if t is None else t.logprobs for t in tokens],
+        "token_version": [None if t is None else t.version for t in tokens],
         "info": [json.dumps(ep.info, ensure_ascii=False)] * n,
     }
 
@@ -130,12 +182,14 @@ def episodes_to_table(episodes: Sequence[Episode]) -> pa.Table:
 def table_to_episodes(table: pa.Table) -> list[Episode]:
     """Rebuild the episodes of a table of SCHEMA (all columns), in row order.
 
+    A table without the ``ADDED_COLUMNS`` (an older shard read directly) reads as their defaults.
     Raises ValueError when an episode's rows are incomplete (fewer rows than ``num_steps``, or
     step indices out of order): a reader must never hand out a truncated episode.
     """
-    missing = [c for c in COLUMNS if c not in table.column_names]
+    missing = [c for c in COLUMNS if c not in table.column_names and c not in ADDED_COLUMNS]
     if missing:
         raise ValueError(f"table_to_episodes needs every column of the schema; missing {missing}")
+    table = upgrade(table)
     d = table.select(list(COLUMNS)).to_pydict()
     episodes: list[Episode] = []
     n_rows = table.num_rows
@@ -165,6 +219,13 @@ def table_to_episodes(table: pa.Table) -> list[Episode]:
                     root_value=d["root_value"][r],
                     simulations=d["simulations"][r],
                 )
+            tokens = None
+            if d["token_ids"][r] is not None:
+                tokens = SampledTokens(
+                    ids=d["token_ids"][r],
+                    logprobs=d["token_logprobs"][r],
+                    version=d["token_version"][r],
+                )
             steps.append(
                 Step(
                     observation=d["observation"][r],
@@ -173,6 +234,7 @@ def table_to_episodes(table: pa.Table) -> list[Episode]:
                     reward=d["reward"][r],
                     search=search,
                     legal_actions=d["legal_actions"][r],
+                    tokens=tokens,
                 )
             )
         episodes.append(
@@ -187,6 +249,7 @@ def table_to_episodes(table: pa.Table) -> list[Episode]:
                 finished_at=d["finished_at"][i],
                 actor=d["actor"][i],
                 info=json.loads(d["info"][i]),
+                group_id=d["group_id"][i],
             )
         )
         i = end

@@ -17,6 +17,11 @@ Reading it from outside (the Parquet files carry SCHEMA; one row per step)::
     ray.data.read_parquet("<root_dir>/episodes")         # Ray Data (also skips '.' and '_' files)
     ray.data.read_parquet(EpisodeStore(root, read_only=True).shard_paths())   # an exact snapshot
 
+Shards written by an older version of the code lack the columns added since (``ADDED_COLUMNS`` in
+schema.py); ``read_table`` / ``to_pandas`` / ``episodes`` give them their defaults. An outside
+reader of a mixed store should pass the schema (``pd.read_parquet(dir, schema=SCHEMA)``), or
+Arrow takes the columns of whichever file it opens first.
+
 One writer per store: a writable open deletes leftover ``.tmp-`` files, which would break another
 live writer's append. Any number of read-only opens may run beside the writer.
 """
@@ -36,7 +41,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from selfplay.atomic import fsync_dir
-from selfplay.replay.schema import SCHEMA, episodes_to_table, table_to_episodes
+from selfplay.replay.schema import SCHEMA, episodes_to_table, table_to_episodes, upgrade
 from selfplay.types import Episode
 
 EPISODES_DIR = "episodes"
@@ -175,8 +180,9 @@ class EpisodeStore:
         dataset = pads.dataset([str(p) for p in paths], schema=SCHEMA, format="parquet")
         flt = None if min_version is None else (pads.field("policy_version") >= min_version)
         # A dataset built from a list of files returns rows in that order from to_table (Arrow's
-        # dataset docs), so episodes stay contiguous and shards oldest first.
-        return dataset.to_table(columns=cols, filter=flt)
+        # dataset docs), so episodes stay contiguous and shards oldest first. A shard written
+        # before a column existed gives it as nulls; ``upgrade`` turns those into its default.
+        return upgrade(dataset.to_table(columns=cols, filter=flt)).select(cols)
 
     def to_pandas(self, columns: Sequence[str] | None = None, min_version: int | None = None):
         """The store as a pandas DataFrame (one row per step)."""

@@ -23,7 +23,7 @@ from typing import Any
 import gymnasium as gym
 
 from selfplay.policy.engine import Completion, Engine, SamplingParams
-from selfplay.types import Episode, Step
+from selfplay.types import Episode, SampledTokens, Step
 
 STEP_STOP = "\n"  # a reasoning step is one line
 DEFAULT_STEP_CAP = 64  # for a multi-step env that states no limit of its own
@@ -79,6 +79,7 @@ class _Live:
     sample: int
     observation: str
     started_at: float
+    group_id: str = ""  # shared by the k samples of one problem
     env: gym.Env | None = None
     steps: list[Step] = field(default_factory=list)
     policy_version: int | None = None
@@ -119,7 +120,9 @@ def rollout_text_env(
 ) -> list[Episode]:
     """``n_samples`` episodes of each problem ``env.reset(seed=s)``, in (seed, sample) order.
 
-    Steps carry ``search=None`` (sampled, not searched) and the env's rewards; the episode's
+    Steps carry ``search=None`` (sampled, not searched), the sampled tokens with their
+    log-probabilities and version (``Step.tokens``) and the env's rewards; the samples of one
+    problem share a ``group_id``; the episode's
     ``outcome`` is its final reward, ``policy_version`` the version that sampled its first action,
     and ``info`` the env's final info as strings plus "sample" and "termination" ("terminated",
     "truncated", or "step_cap" / "context" when the rollout had to stop it)."""
@@ -138,8 +141,9 @@ def rollout_text_env(
         pool.give(probe)
 
         now = time.time()
+        groups = [uuid.uuid4().hex for _ in seeds]
         live = [
-            _Live(i * n_samples + j, int(s), j, first[s], now)
+            _Live(i * n_samples + j, int(s), j, first[s], now, groups[i])
             for i, s in enumerate(seeds)
             for j in range(n_samples)
         ]
@@ -199,9 +203,10 @@ def _act(ep: _Live, action: str, comp: Completion, pool: _EnvPool) -> tuple[bool
     if ep.policy_version is None:
         ep.policy_version = comp.policy_version
     obs, reward, terminated, truncated, info = ep.env.step(action)
-    ep.steps.append(
-        Step(observation=ep.observation, action=action, player=0, reward=float(reward), search=None)
-    )
+    tokens = SampledTokens(list(comp.token_ids), [float(x) for x in comp.logprobs],
+                           int(comp.policy_version))
+    ep.steps.append(Step(observation=ep.observation, action=action, player=0,
+                         reward=float(reward), search=None, tokens=tokens))
     ep.observation = str(obs)
     if terminated or truncated:
         return True, {**info, "_termination": "terminated" if terminated else "truncated"}
@@ -225,6 +230,7 @@ def _episode(
         finished_at=time.time(),
         actor=actor,
         info=text_info,
+        group_id=ep.group_id,
     )
 
 

@@ -1,0 +1,154 @@
+"""From a replay ``Batch`` to the typed tensors a loss reads (see ``losses.base``).
+
+``decision_batch``: the policy's priors over each decision's candidate actions and its value
+(identical decisions merged into one weighted row). ``token_batch``: the log-probability, under
+the current weights and under a reference version, of every token each sample drew, gathered at
+the completion positions only (the LM head runs on those rows, not on the prompt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from selfplay.learner.losses.alphazero import pad_log_priors
+from selfplay.learner.losses.base import DecisionBatch, TokenBatch
+from selfplay.policy.model import PolicyModel, action_log_priors
+from selfplay.policy.priors import right_pad
+from selfplay.policy.tokenizer import encode_prompts, pad_token_id
+from selfplay.replay.sampler import Batch
+from selfplay.textgen.rollout import prompt_of
+
+
+@dataclass
+class MergedDecision:
+    """Identical decisions of one batch, merged: one forward pass, weighted by ``count``."""
+
+    observation: str
+    actions: list[str]
+    target: np.ndarray  # [A] mean visit distribution of the merged decisions
+    value_target: float  # mean value target
+    count: int
+
+
+def merge_duplicates(batch: Batch) -> list[MergedDecision]:
+    """Group decisions with the same observation and candidate actions.
+
+    Games revisit positions constantly (every game starts from the same board), so a batch
+    often holds one position many times; the loss over the merged group with weight ``count`` is
+    the same as over the copies, at the price of one forward pass. Decisions without search
+    statistics are left out.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, visits in enumerate(batch.target_visits):
+        if len(visits) > 0:
+            groups.setdefault((batch.observations[i], tuple(batch.actions[i])), []).append(i)
+    merged = []
+    for (observation, actions), rows in groups.items():
+        merged.append(MergedDecision(
+            observation=observation,
+            actions=list(actions),
+            target=np.mean([batch.target_visits[i] for i in rows], axis=0),
+            value_target=float(np.mean([batch.value_targets[i] for i in rows])),
+            count=len(rows),
+        ))
+    return merged
+
+
+def decision_batch(model: PolicyModel, tokenizer, batch: Batch) -> tuple[DecisionBatch, dict]:
+    groups = merge_duplicates(batch)
+    if not groups:
+        raise ValueError("batch has no decisions with search statistics")
+    log_priors, values = action_log_priors(
+        model, tokenizer, [g.observation for g in groups], [g.actions for g in groups]
+    )
+    padded, mask = pad_log_priors(log_priors)
+    target = torch.zeros_like(padded)
+    for row, g in enumerate(groups):
+        target[row, : len(g.target)] = torch.tensor(g.target, dtype=padded.dtype)
+    out = DecisionBatch(
+        log_priors=padded,
+        action_mask=mask,
+        values=values,
+        target_policy=target,
+        target_values=torch.tensor([g.value_target for g in groups], dtype=values.dtype),
+        weights=torch.tensor([g.count for g in groups], dtype=values.dtype),
+    )
+    return out, {"learner/unique_fraction": len(groups) / len(batch)}
+
+
+@dataclass
+class EncodedSamples:
+    """Prompt + sampled tokens of each decision, as one right-padded batch."""
+
+    ids: torch.Tensor  # [B, L]
+    attention: torch.Tensor  # [B, L]
+    positions: torch.Tensor  # [B, T] position whose logits predict each sampled token
+    targets: torch.Tensor  # [B, T] the sampled tokens (pad where masked)
+    mask: torch.Tensor  # [B, T] True on real tokens
+
+
+def encode_samples(tokenizer, batch: Batch, device) -> EncodedSamples:
+    usable = [i for i, t in enumerate(batch.token_ids) if len(t) > 0]
+    if len(usable) != len(batch):
+        raise ValueError(f"{len(batch) - len(usable)} decisions of the batch carry no sampled "
+                         "tokens (a token loss needs the tokens the policy sampled)")
+    prompts = encode_prompts(tokenizer, [prompt_of(o) for o in batch.observations])
+    completions = [list(map(int, t)) for t in batch.token_ids]
+    pad = pad_token_id(tokenizer)
+    ids, attention = right_pad([p + c for p, c in zip(prompts, completions)], pad, device)
+    width = max(len(c) for c in completions)
+    positions = np.zeros((len(batch), width), dtype=np.int64)
+    targets = np.full((len(batch), width), pad, dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=bool)
+    for b, (p, c) in enumerate(zip(prompts, completions)):
+        positions[b, : len(c)] = np.arange(len(p) - 1, len(p) - 1 + len(c))
+        targets[b, : len(c)] = c
+        mask[b, : len(c)] = True
+    as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    return EncodedSamples(ids, attention, as_t(positions), as_t(targets), as_t(mask))
+
+
+def sampled_logprobs(model: PolicyModel, enc: EncodedSamples) -> torch.Tensor:
+    """[B, T] log p of each sampled token (differentiable unless called under no_grad)."""
+    hidden = model.hidden(enc.ids, enc.attention)  # [B, L, H]
+    picked = hidden.gather(1, enc.positions[..., None].expand(-1, -1, hidden.shape[-1]))
+    logp = torch.log_softmax(model.logits_of(picked), dim=-1)  # [B, T, V]
+    return logp.gather(-1, enc.targets[..., None]).squeeze(-1)
+
+
+def token_batch(
+    model: PolicyModel, tokenizer, batch: Batch, reference: PolicyModel | None
+) -> tuple[TokenBatch, dict]:
+    enc = encode_samples(tokenizer, batch, model.device)
+    logprobs = sampled_logprobs(model, enc)
+    ref = None
+    if reference is not None:
+        with torch.no_grad():
+            ref = sampled_logprobs(reference, enc)
+    sample = torch.zeros_like(logprobs)
+    for b, lp in enumerate(batch.sample_logprobs):
+        sample[b, : len(lp)] = torch.as_tensor(np.asarray(lp, dtype=np.float32), dtype=sample.dtype)
+    k = max(len(g) for g in batch.group_rewards)
+    rewards = torch.full((len(batch), k), float("nan"), dtype=torch.float32)
+    for b, g in enumerate(batch.group_rewards):
+        rewards[b, : len(g)] = torch.as_tensor(np.asarray(g, dtype=np.float32))
+    out = TokenBatch(
+        logprobs=logprobs,
+        sample_logprobs=sample,
+        ref_logprobs=ref,
+        mask=enc.mask,
+        group_rewards=rewards,
+        group_index=torch.as_tensor(np.asarray(batch.group_index, dtype=np.int64)),
+        weights=torch.ones(len(batch), dtype=logprobs.dtype),
+    )
+    tokens = enc.mask.sum(-1).to(torch.float32)
+    return out, {"learner/tokens_per_sample": float(tokens.mean()),
+                 "learner/reward_mean": float(np.mean([g[i] for g, i in
+                                                       zip(batch.group_rewards, batch.group_index)]))}
+
+
+BUILDERS = {"decisions": lambda model, tok, batch, ref: decision_batch(model, tok, batch),
+            "tokens": token_batch}

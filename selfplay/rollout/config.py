@@ -1,0 +1,11 @@
+"""Config of the rollout actors: what they do with the incumbent. Import-light (no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RolloutConfig:
+    mode: str = "auto"  # game_selfplay | sample_groups | reference; auto: game_selfplay for games, sample_groups for text tasks
+    problems: int = 0  # text tasks: draw problem seeds from 0..problems-1 (the warm start's set is 0..run.warm_start_problems-1); 0 = any seed

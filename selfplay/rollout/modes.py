@@ -1,0 +1,133 @@
+"""The rollout modes: what a rollout actor does with the incumbent on each ``play`` call.
+
+- ``game_selfplay``: both sides of ``count`` games by the incumbent with MCTS (AlphaZero);
+- ``sample_groups``: ``count`` problems, ``sampling.k`` samples each (a GRPO group), one prefill
+  shared per problem, every token's sampling log-probability and version recorded;
+- ``reference``: ``count`` of the env's reference solutions (SFT continued on them: the control
+  of an RL run on text).
+
+Each mode is built once per actor from the actor's typed config and its engine, told when the
+engine's weights change (``on_weights``), and asked for episodes (``play``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Protocol
+
+import numpy as np
+
+from selfplay.build import build_env, game_of
+from selfplay.errors import UserError
+from selfplay.policy.engine import Engine, SamplingParams
+from selfplay.rollout.games import cached_evaluator, play_selfplay_games
+from selfplay.types import Episode
+
+SEED_SPACE = 2**31 - 1
+
+
+class RolloutMode(Protocol):
+    def on_weights(self, version: int) -> None: ...
+
+    def play(self, count: int, seed: int, actor: str) -> list[Episode]: ...
+
+
+def problem_seeds(rng: np.random.Generator, count: int, problems: int) -> list[int]:
+    """``count`` problem seeds: from 0..problems-1 when the set is limited, else any."""
+    high = problems if problems > 0 else SEED_SPACE
+    return [int(s) for s in rng.integers(0, high, size=count)]
+
+
+class GameSelfPlay:
+    def __init__(self, cfg, engine: Engine):
+        from selfplay.search.game_adapter import GameSearch, engine_evaluator
+
+        self.cfg, self.engine = cfg, engine
+        self.game = game_of(build_env(cfg.env))
+        if self.game is None:
+            raise UserError(f"rollout.mode=game_selfplay: env.id={cfg.env.id} is not a "
+                            "two-player game (text tasks: rollout.mode=sample_groups)")
+        self._make = lambda: GameSearch.from_config(
+            self.game, cached_evaluator(engine_evaluator(engine, self.game)), cfg.search)
+        self.search = None
+
+    def on_weights(self, version: int) -> None:
+        # New weights, new evaluations: the cache must not outlive the version it was built on.
+        self.search = self._make()
+
+    def play(self, count: int, seed: int, actor: str) -> list[Episode]:
+        return play_selfplay_games(
+            self.game, self.search, num_games=count, env_id=self.cfg.env.id,
+            policy_version=int(self.engine.policy_version), seed=seed,
+            temperature=self.cfg.search.temperature,
+            temperature_moves=self.cfg.search.temperature_moves, actor=actor,
+        )
+
+
+def text_sampling(sampling, multi_step: bool, seed: int | None = None) -> SamplingParams:
+    """The engine's sampling parameters of ``sampling`` (a TextSamplingConfig)."""
+    return SamplingParams(
+        temperature=sampling.temperature, top_p=sampling.top_p,
+        max_tokens=sampling.step_max_tokens if multi_step else sampling.max_tokens, seed=seed,
+    )
+
+
+class SampleGroups:
+    def __init__(self, cfg, engine: Engine):
+        from selfplay.textgen.rollout import is_multi_step
+
+        self.cfg, self.engine = cfg, engine
+        self.env_factory = lambda: build_env(cfg.env)
+        probe = self.env_factory()
+        self.multi_step = is_multi_step(probe)
+        probe.close()
+        self.params = text_sampling(cfg.sampling, self.multi_step)
+
+    def on_weights(self, version: int) -> None:
+        pass  # sampling keeps no state of its own between versions
+
+    def play(self, count: int, seed: int, actor: str) -> list[Episode]:
+        from selfplay.textgen.rollout import rollout_text_env
+
+        rng = np.random.default_rng(seed)
+        seeds = problem_seeds(rng, count, self.cfg.rollout.problems)
+        params = replace(self.params, seed=int(rng.integers(0, SEED_SPACE)))
+        return rollout_text_env(self.env_factory, self.engine, seeds, self.cfg.sampling.k,
+                                params, actor=actor)
+
+
+class ReferenceSolutions:
+    def __init__(self, cfg, engine: Engine):
+        self.cfg, self.engine = cfg, engine
+        if cfg.rollout.problems <= 0:
+            raise UserError("rollout.mode=reference needs rollout.problems > 0: the size of the "
+                            "set of reference solutions it trains on")
+
+    def on_weights(self, version: int) -> None:
+        pass
+
+    def play(self, count: int, seed: int, actor: str) -> list[Episode]:
+        from selfplay.rollout.reference import reference_episodes
+
+        seeds = problem_seeds(np.random.default_rng(seed), count, self.cfg.rollout.problems)
+        return reference_episodes(lambda: build_env(self.cfg.env), seeds, self.engine.tokenizer,
+                                  policy_version=int(self.engine.policy_version), actor=actor)
+
+
+ROLLOUT_MODES = {
+    "game_selfplay": GameSelfPlay,
+    "sample_groups": SampleGroups,
+    "reference": ReferenceSolutions,
+}
+
+# What rollout.mode=auto resolves to, by the kind of env.
+DEFAULT_MODE = {"game": "game_selfplay", "text": "sample_groups"}
+
+
+def make_rollout(mode: str, cfg, engine: Engine) -> RolloutMode:
+    try:
+        cls = ROLLOUT_MODES[mode]
+    except KeyError:
+        raise UserError(f"rollout.mode={mode!r}: known modes are {sorted(ROLLOUT_MODES)} "
+                        "or auto") from None
+    return cls(cfg, engine)
