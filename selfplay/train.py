@@ -319,10 +319,11 @@ class Driver:
         verdict = ray.get(ref)
         _, candidate, candidate_ref = self.gating
         self.gating = None
-        self.metrics.scalar("arena/gate_score", verdict["score"], self.progress.learner_step)
-        verb = "accepted" if verdict["accepted"] else "rejected"
-        self.display.note(f"v{candidate} {verb}: score {verdict['score']:.2f} against "
-                          f"v{self.progress.incumbent}")
+        if verdict["result"] is not None:  # a gate was played
+            self.metrics.scalar("arena/gate_score", verdict["score"], self.progress.learner_step)
+            verb = "accepted" if verdict["accepted"] else "rejected"
+            self.display.note(f"v{candidate} {verb}: score {verdict['score']:.2f} against "
+                              f"v{self.progress.incumbent}")
         if verdict["accepted"]:
             self.progress.incumbent, self.incumbent_ref = candidate, candidate_ref
             ray.get(self.learner.set_incumbent.remote(candidate))

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from selfplay.learner.cadence import Cadence
-from selfplay.learner.losses import alphazero_loss, expert_iteration_loss, get_loss, pad_log_priors
+from selfplay.learner.losses import DecisionBatch, alphazero_loss, get_loss, pad_log_priors
+
+
+def az(log_priors, mask, values, target, target_values, *, value_weight=1.0, weights=None):
+    """The AlphaZero loss on a DecisionBatch of these tensors."""
+    w = torch.ones_like(values) if weights is None else weights
+    return alphazero_loss(DecisionBatch(log_priors, mask, values, target, target_values, w),
+                          value_weight=value_weight)
 
 
 def test_alphazero_loss_hand_computed():
@@ -20,7 +27,7 @@ def test_alphazero_loss_hand_computed():
     target = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
     values = torch.tensor([0.5, -1.0])
     target_values = torch.tensor([1.0, 0.0])
-    out = alphazero_loss(log_priors, mask, values, target, target_values, value_weight=2.0)
+    out = az(log_priors, mask, values, target, target_values, value_weight=2.0)
     ce0 = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
     ce1 = -math.log(1 / 3)
     policy = (ce0 + ce1) / 2
@@ -35,30 +42,17 @@ def test_alphazero_loss_hand_computed():
 def test_padding_with_minus_inf_never_gives_nan():
     log_priors = torch.tensor([[0.0, -float("inf")]])
     mask = torch.tensor([[True, False]])
-    out = alphazero_loss(
-        log_priors, mask, torch.zeros(1), torch.tensor([[1.0, 0.0]]), torch.zeros(1)
-    )
+    out = az(log_priors, mask, torch.zeros(1), torch.tensor([[1.0, 0.0]]), torch.zeros(1))
     assert torch.isfinite(out.loss)
 
 
 def test_alphazero_gradient_moves_prior_toward_target():
     logits = torch.zeros(1, 3, requires_grad=True)
     target = torch.tensor([[0.0, 1.0, 0.0]])
-    out = alphazero_loss(
-        torch.log_softmax(logits, -1), torch.ones(1, 3, dtype=torch.bool),
-        torch.zeros(1), target, torch.zeros(1),
-    )
+    out = az(torch.log_softmax(logits, -1), torch.ones(1, 3, dtype=torch.bool),
+             torch.zeros(1), target, torch.zeros(1))
     out.loss.backward()
     assert logits.grad[0, 1] < 0 < logits.grad[0, 0]
-
-
-def test_expert_iteration_targets_the_most_visited():
-    log_priors = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
-    mask = torch.ones(1, 3, dtype=torch.bool)
-    out = expert_iteration_loss(
-        log_priors, mask, torch.zeros(1), torch.tensor([[0.2, 0.7, 0.1]]), torch.zeros(1)
-    )
-    assert out.metrics["loss/policy_ce"] == pytest.approx(-math.log(0.25))
 
 
 def test_unknown_loss_lists_known_ones():
@@ -94,9 +88,9 @@ def test_weighted_loss_equals_loss_over_duplicates():
     mask = torch.ones(2, 3, dtype=torch.bool)
     target = torch.tensor([[0.2, 0.5, 0.3], [0.9, 0.1, 0.0]])
     v, z = torch.tensor([0.1, -0.4]), torch.tensor([1.0, -1.0])
-    merged = alphazero_loss(lp, mask, v, target, z, weights=torch.tensor([3.0, 1.0]))
+    merged = az(lp, mask, v, target, z, weights=torch.tensor([3.0, 1.0]))
     rows = torch.tensor([0, 0, 0, 1])
-    copies = alphazero_loss(lp[rows], mask[rows], v[rows], target[rows], z[rows])
+    copies = az(lp[rows], mask[rows], v[rows], target[rows], z[rows])
     assert float(merged.loss) == pytest.approx(float(copies.loss), rel=1e-6)
 
 

@@ -118,10 +118,12 @@ def test_kill_minus_nine_loses_only_work_in_flight(tmp_path: Path):
     assert versions(run_dir)[0] == 0
 
 
-def test_text_task_or_unknown_env_is_one_clear_error_before_ray(tmp_path: Path):
-    for env_arg, message in [("env=math", "single-agent text task"),
-                             ("env.id=selfplay/Nope-v0", "unknown env id 'selfplay/Nope-v0'")]:
-        result = subprocess.run(selfplay_cmd("train", env_arg, f"run.dir={tmp_path / 'r'}"),
+def test_wrong_loss_or_unknown_env_is_one_clear_error_before_ray(tmp_path: Path):
+    for args, message in [(["env=math", "learner=alphazero"], "trains on search statistics"),
+                          (["env=tictactoe", "learner=grpo"], "is a game"),
+                          (["env=math", "run.warm_start=rl"], "run.warm_start"),
+                          (["env.id=selfplay/Nope-v0"], "unknown env id 'selfplay/Nope-v0'")]:
+        result = subprocess.run(selfplay_cmd("train", *args, f"run.dir={tmp_path / 'r'}"),
                                 capture_output=True, text=True, timeout=120, cwd=REPO)
-        assert result.returncode == 2 and message in result.stderr
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr

@@ -8,7 +8,7 @@ from typing import Optional
 
 @dataclass
 class ArenaConfig:
-    gate: bool = True  # a new version replaces the incumbent only if it scores >= gate_threshold
+    gate: bool = True  # a new version replaces the incumbent only if it passes the gate (gate_test); false: every version is accepted, no gate games played
     gate_threshold: float = 0.55  # score (win + draw/2) needed against the incumbent
     gate_games: int = 40  # games per gating match (half with each side)
     gate_test: str = "threshold"  # "threshold" (score >= gate_threshold over gate_games) | "sprt" (sequential test: selfplay.arena.gating)

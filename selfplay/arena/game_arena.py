@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfplay.arena.elo import EloLadder
-from selfplay.arena.gating import gate
+from selfplay.arena.gating import SequentialGate, gate, run_sequential
 from selfplay.arena.match import MatchResult, as_batch_player, play_match
 from selfplay.arena.players import policy_player
 from selfplay.build import build_env, game_of
@@ -35,11 +35,21 @@ class GameArena:
     def gate(self, cand_weights, cand_version: int, inc_weights, inc_version: int, seed: int) -> dict:
         arena = self.cfg.arena
         sims = arena.search_simulations
+        if not arena.gate:  # no gate (AlphaZero 2018): every candidate is accepted unplayed
+            return {"result": None, "accepted": True, "score": float("nan"),
+                    "reason": "arena.gate=false"}
         cand = self._player("candidate", cand_weights, cand_version, sims)
         inc = self._player("incumbent", inc_weights, inc_version, sims)
-        result = play_match(self.game, cand, inc, arena.gate_games, seed=seed,
-                            opening_plies=arena.gate_opening_plies)
-        decision = gate(result, threshold=arena.gate_threshold, enabled=arena.gate)
+        if arena.gate_test == "sprt":
+            # Batches of games until the sequential test decides (error rates: gating.py).
+            decision, result = run_sequential(
+                lambda start, n: play_match(self.game, cand, inc, n, seed=seed + start,
+                                            opening_plies=arena.gate_opening_plies),
+                SequentialGate.from_config(arena), arena.gate_batch)
+        else:
+            result = play_match(self.game, cand, inc, arena.gate_games, seed=seed,
+                                opening_plies=arena.gate_opening_plies)
+            decision = gate(result, threshold=arena.gate_threshold, enabled=arena.gate)
         self.ladder.record(result, version=cand_version)
         return {"result": summarize(result), "accepted": decision.accepted, "score": decision.score}
 

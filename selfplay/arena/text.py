@@ -73,22 +73,12 @@ def evaluate_version(
 def prompt_scores(
     env_factory: EnvFactory, engine: Engine, seeds: Sequence[int], k: int, sampling: SamplingParams
 ) -> list[float]:
-    """[len(seeds)] the mean reward of ``engine``'s k samples of each problem, in seed order,
-    each problem sampled with ``prompt_sampling(sampling, seed)``."""
+    """[len(seeds)] the mean reward of ``engine``'s k samples of each problem, in seed order, in
+    one rollout (the engines key each completion's random numbers by the seed, the prompt and the
+    completion index, so problems of one seeded call are sampled independently)."""
     _check(k, sampling)
-    scores = []
-    for seed in seeds:
-        episodes = rollout_text_env(env_factory, engine, [seed], k, prompt_sampling(sampling, seed))
-        (problem,) = problem_results(episodes, k)
-        scores.append(sum(problem.rewards) / k)
-    return scores
-
-
-def prompt_sampling(sampling: SamplingParams, seed: int) -> SamplingParams:
-    """``sampling`` with the seed of one problem: a hash of (``sampling.seed``, ``seed``)."""
-    assert sampling.seed is not None
-    mixed = np.random.SeedSequence([int(sampling.seed) & (2**63 - 1), int(seed) & (2**63 - 1)])
-    return replace(sampling, seed=int(mixed.generate_state(1, dtype=np.uint64)[0] >> 1))
+    episodes = rollout_text_env(env_factory, engine, list(seeds), k, sampling)
+    return [sum(p.rewards) / k for p in problem_results(episodes, k)]
 
 
 def tally_prompts(
@@ -181,7 +171,6 @@ __all__ = [
     "compare_on_prompts",
     "evaluate_version",
     "gate_on_prompts",
-    "prompt_sampling",
     "prompt_scores",
     "tally_prompts",
 ]

@@ -36,6 +36,9 @@ class TextArena:
 
     def gate(self, cand_weights, cand_version: int, inc_weights, inc_version: int, seed: int) -> dict:
         arena, k = self.cfg.arena, self.cfg.sampling.k
+        if not arena.gate:  # no gate (AlphaZero 2018): every candidate is accepted unplayed
+            return {"result": None, "accepted": True, "score": float("nan"),
+                    "reason": "arena.gate=false"}
         cand = self._engine("candidate", cand_weights, cand_version)
         inc = self._engine("incumbent", inc_weights, inc_version)
         sampling = text_sampling(self.cfg.sampling, self.multi_step, seed=seed)

@@ -130,11 +130,11 @@ def token_batch(
             ref = sampled_logprobs(reference, enc)
     sample = torch.zeros_like(logprobs)
     for b, lp in enumerate(batch.sample_logprobs):
-        sample[b, : len(lp)] = torch.as_tensor(np.asarray(lp, dtype=np.float32), dtype=sample.dtype)
+        sample[b, : len(lp)] = torch.tensor(np.asarray(lp, dtype=np.float32), dtype=sample.dtype)
     k = max(len(g) for g in batch.group_rewards)
     rewards = torch.full((len(batch), k), float("nan"), dtype=torch.float32)
     for b, g in enumerate(batch.group_rewards):
-        rewards[b, : len(g)] = torch.as_tensor(np.asarray(g, dtype=np.float32))
+        rewards[b, : len(g)] = torch.tensor(np.asarray(g, dtype=np.float32))
     out = TokenBatch(
         logprobs=logprobs,
         sample_logprobs=sample,

@@ -9,6 +9,9 @@ them. Log-probabilities are reported under the untempered distribution (as vLLM 
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,15 +19,24 @@ import torch.nn.functional as F
 from selfplay.policy.cpu_kernels import greedy_rows
 
 
-def sequence_generator(seed: int | None, completion: int, fallback: np.random.Generator):
-    """The generator of one completion: from (seed, completion index), or the engine's stream."""
+def sequence_generator(seed: int | None, completion: int, fallback: np.random.Generator,
+                       prompt_ids: Sequence[int] = ()):
+    """The generator of one completion: from (seed, the prompt's tokens, completion index), or
+    the engine's stream. The prompt is part of the key so that one seeded request over many
+    prompts draws independent samples for each (with the seed alone, the k-th completion of every
+    prompt would share its random numbers, and so its text, between prompts)."""
     if seed is None:
         state = int(fallback.integers(0, 2**63 - 1))
     else:
-        state = int(np.random.SeedSequence([int(seed) & (2**63 - 1), completion]).generate_state(
-            1, dtype=np.uint64
-        )[0] >> 1)
+        state = mixed_seed(seed, zlib.crc32(np.asarray(prompt_ids, dtype=np.int64).tobytes()),
+                           completion)
     return torch.Generator(device="cpu").manual_seed(state)
+
+
+def mixed_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (SeedSequence mixing: nearby inputs give unrelated seeds)."""
+    words = [int(p) & (2**63 - 1) for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def draw_uniforms(gen: torch.Generator, count: int) -> list[float]:

@@ -146,7 +146,7 @@ class TorchEngine:
             for i, ids in enumerate(encoded):
                 budget = min(sampling.max_tokens, self.max_len - len(ids))
                 for k in range(sampling.n):
-                    gen = sequence_generator(sampling.seed, k, self._rng)
+                    gen = sequence_generator(sampling.seed, k, self._rng, ids)
                     seqs.append(_Sequence(i, ids, budget, draw_uniforms(gen, budget)))
             self._run(seqs, sampling)
         out: list[list[Completion]] = [[] for _ in prompts]

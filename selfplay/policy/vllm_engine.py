@@ -13,6 +13,7 @@ Limits, stated plainly:
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -28,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the machine
 
 from selfplay.policy.config import EngineConfig
 from selfplay.policy.engine import ActionEvaluation, Completion, SamplingParams
+from selfplay.policy.sampling import mixed_seed
 from selfplay.policy.priors import encode_decisions
 from selfplay.policy.tokenizer import encode_continuation, encode_prompt, load_tokenizer
 
@@ -54,20 +56,16 @@ class VLLMEngine:
         self.policy_version = 0
 
     def generate(self, prompts: Sequence[str], sampling: SamplingParams) -> list[list[Completion]]:
-        params = vllm.SamplingParams(
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k if sampling.top_k > 0 else -1,
-            max_tokens=sampling.max_tokens,
-            stop=list(sampling.stop),
-            include_stop_str_in_output=True,
-            seed=sampling.seed,
-            ignore_eos=sampling.ignore_eos,
-            logprobs=0,  # the sampled token's own logprob
-        )
+        token_prompts = self._token_prompts(prompts)
+        # One request seed per prompt, mixed with the prompt's tokens (as the embedded engine
+        # does): with the seed alone every prompt of a call would draw the same random numbers.
+        seeds = [None if sampling.seed is None else
+                 mixed_seed(sampling.seed, zlib.crc32(np.asarray(p["prompt_token_ids"],
+                                                                 dtype=np.int64).tobytes()))
+                 for p in token_prompts]
+        params = [self._params(sampling, seed) for seed in seeds]
         # Engine logprobs are untempered; vLLM's default mode reports the raw model's.
-        outputs = self.llm.generate(self._token_prompts(prompts), params, use_tqdm=False)
+        outputs = self.llm.generate(token_prompts, params, use_tqdm=False)
         result = []
         for out in outputs:
             comps = []
@@ -77,6 +75,21 @@ class VLLMEngine:
                 comps.append(Completion(c.text, list(c.token_ids), lps, reason, self.policy_version))
             result.append(comps)
         return result
+
+    @staticmethod
+    def _params(sampling: SamplingParams, seed: int | None):
+        return vllm.SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else -1,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop),
+            include_stop_str_in_output=True,
+            seed=seed,
+            ignore_eos=sampling.ignore_eos,
+            logprobs=0,  # the sampled token's own logprob
+        )
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         seqs, starts = [], []

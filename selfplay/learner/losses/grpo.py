@@ -38,7 +38,9 @@ def group_advantages(
         return centred
     sq = torch.where(valid, centred**2, torch.zeros_like(centred)).sum(-1, keepdim=True)
     std = torch.sqrt(sq / (count - 1).clamp_min(1))
-    return centred / (std + eps)
+    # A group of equal rewards (or of one sample) has nothing to prefer: 0, even with eps=0.
+    flat = torch.where(valid, torch.zeros_like(centred), centred)
+    return torch.where(std > 0, centred / (std + eps), flat)
 
 
 def grpo_loss(
