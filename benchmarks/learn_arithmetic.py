@@ -53,8 +53,9 @@ def compose(overrides: list[str]):
         return hydra_compose("config", overrides=overrides)
 
 
-def sft_start(env: str, out_dir: Path, problems: int, steps: int) -> dict:
-    """The warm-start stage of ``selfplay train`` (the same function), saved as a policy dir."""
+def sft_start(env: str, out_dir: Path, problems: int, steps: int, extra: tuple[str, ...] = ()) -> dict:
+    """The warm-start stage of ``selfplay train`` (the same function), saved as a policy dir;
+    ``extra`` overrides go to the composed config (e.g. the policy's context)."""
     import torch
 
     from selfplay.policy.model import build_policy
@@ -62,7 +63,7 @@ def sft_start(env: str, out_dir: Path, problems: int, steps: int) -> dict:
 
     torch.set_num_threads(2)
     cfg = compose([f"env={env}", "learner=sft", "run.warm_start=sft", f"run.dir={out_dir}/run",
-                   f"run.warm_start_problems={problems}", f"run.warm_start_steps={steps}"])
+                   f"run.warm_start_problems={problems}", f"run.warm_start_steps={steps}", *extra])
     workers = worker_configs(cfg)
     Path(workers.learner.run_dir).mkdir(parents=True, exist_ok=True)
     model, tokenizer = build_policy(cfg.policy)
@@ -132,7 +133,8 @@ def trl_arm(env: str, start: Path, out: Path, minutes: float, problems: int) -> 
     return trl_grpo(str(start), str(out), prompts, answers, minutes)
 
 
-def plot(curves: dict[str, list], start_pass: float, path: Path) -> None:
+def plot(curves: dict[str, list], start_pass: float, path: Path,
+         title: str = "learn_arithmetic: online RL vs SFT continued (2 CPU cores)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +147,7 @@ def plot(curves: dict[str, list], start_pass: float, path: Path) -> None:
     ax.axhline(start_pass, color="grey", linestyle="--", label="sft start")
     ax.set_xlabel("minutes of training")
     ax.set_ylabel("held-out pass@1 (run's evaluator)")
-    ax.set_title("learn_arithmetic: online RL vs SFT continued (2 CPU cores)")
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -259,12 +259,9 @@ def eval_text(cfg, *, sampling: TextSamplingConfig | None = None) -> int:
     probe.close()
     policy = load_policy(cfg)
     env_factory = _test_env_factory(cfg.env, feedback_wrapper(cfg, policy.engine))
-    params = SamplingParams(
-        temperature=s.temperature,
-        top_p=s.top_p,
-        max_tokens=s.step_max_tokens if multi else s.max_tokens,
-        seed=cfg.run.seed,
-    )
+    from selfplay.rollout.modes import text_sampling
+
+    params = text_sampling(s, multi, seed=cfg.run.seed)
     seeds = [cfg.run.seed + i for i in range(cfg.games)]
     # Enough problems per rollout to fill the engine's batch, few enough for the bar to move.
     per_batch = max(1, int(cfg.engine.max_batch_size) // s.k)

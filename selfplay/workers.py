@@ -247,19 +247,34 @@ def warm_start(model: PolicyModel, tokenizer, cfg: LearnerWorkerConfig) -> dict[
         episodes = reference_episodes(lambda: build_env(cfg.env), range(ws.problems), tokenizer)
     except ValueError as err:
         raise UserError(f"run.warm_start=sft: {err}") from None
+    fitting = [ep for ep in episodes if fits_context(tokenizer, ep, model.config.max_position_embeddings)]
+    if not fitting:
+        raise UserError(f"run.warm_start=sft: no reference solution of {cfg.env.id} fits the "
+                        f"policy's context ({model.config.max_position_embeddings} tokens); "
+                        "a fresh policy takes policy.max_seq_len=...")
     sampler = ReplaySampler(window=10**7, keep="sampled")
-    sampler.add(episodes)
+    sampler.add(fitting)
     learner = Learner(model, tokenizer, replace(cfg.learner, lr=ws.lr, warmup_steps=10), loss="sft")
     metrics: dict[str, float] = {}
     for step in range(ws.steps):
         metrics = learner.train_step(sampler.sample(cfg.learner.batch_size, step)).metrics
-    summary = {"warm_start/problems": float(len(episodes)),
+    summary = {"warm_start/problems": float(len(fitting)),
+               "warm_start/too_long": float(len(episodes) - len(fitting)),
                "warm_start/decisions": float(len(sampler)),
                "warm_start/steps": float(ws.steps),
                "warm_start/final_nll": metrics.get("loss/nll", float("nan")),
                "warm_start/seconds": time.perf_counter() - started}
     atomic_write_json(Path(cfg.run_dir) / "warm_start.json", summary)
     return summary
+
+
+def fits_context(tokenizer, episode: Episode, max_len: int) -> bool:
+    """Whether every step's prompt and tokens fit ``max_len`` positions."""
+    from selfplay.policy.tokenizer import encode_prompts
+    from selfplay.textgen.rollout import prompt_of
+
+    prompts = encode_prompts(tokenizer, [prompt_of(st.observation) for st in episode.steps])
+    return all(len(p) + len(st.tokens.ids) <= max_len for p, st in zip(prompts, episode.steps))
 
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:

@@ -78,10 +78,10 @@ class SampleGroups:
 
         self.cfg, self.engine = cfg, engine
         self.env_factory = lambda: build_env(cfg.env)
-        probe = self.env_factory()
-        self.multi_step = is_multi_step(probe)
-        probe.close()
+        self.probe = self.env_factory()
+        self.multi_step = is_multi_step(self.probe)
         self.params = text_sampling(cfg.sampling, self.multi_step)
+        self.skipped = 0  # problems longer than the policy's context, left out
 
     def on_weights(self, version: int) -> None:
         pass  # sampling keeps no state of its own between versions
@@ -90,10 +90,29 @@ class SampleGroups:
         from selfplay.textgen.rollout import rollout_text_env
 
         rng = np.random.default_rng(seed)
-        seeds = problem_seeds(rng, count, self.cfg.rollout.problems)
+        seeds = self.readable(problem_seeds(rng, count, self.cfg.rollout.problems))
+        if not seeds:
+            return []
         params = replace(self.params, seed=int(rng.integers(0, SEED_SPACE)))
         return rollout_text_env(self.env_factory, self.engine, seeds, self.cfg.sampling.k,
                                 params, actor=actor)
+
+    def readable(self, seeds: list[int]) -> list[int]:
+        """The seeds whose problem fits the policy's context with room to answer: a dataset's
+        overlong problem is skipped (and counted), not a failed actor."""
+        from selfplay.policy.tokenizer import encode_prompts
+        from selfplay.textgen.rollout import prompt_of
+
+        limit = getattr(self.engine, "max_len", None)
+        if not isinstance(limit, int):
+            return seeds
+        if self.probe is None:
+            self.probe = self.env_factory()
+        prompts = [prompt_of(str(self.probe.reset(seed=s)[0])) for s in seeds]
+        lengths = [len(ids) for ids in encode_prompts(self.engine.tokenizer, prompts)]
+        kept = [s for s, n in zip(seeds, lengths) if n < limit]
+        self.skipped += len(seeds) - len(kept)
+        return kept
 
 
 class ReferenceSolutions:

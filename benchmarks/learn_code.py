@@ -1,0 +1,95 @@
+"""Online RL on procedural program synthesis, the tests in the sandbox as the only reward.
+
+The same protocol as ``learn_arithmetic.py`` on ``env=code`` (CodeSynth-v0: write a Python
+function from its doctest examples; reward 1 when every hidden test passes): an **sft start** on a
+limited set of reference programs, then ``--minutes`` each of the **control** (SFT continued on
+the same programs), **grpo** and **expert iteration**, every arm the real ``selfplay train``
+command from the same start; pass@1 of each final policy on held-out tasks (the test split,
+disjoint by function). A fresh tiny policy gets a 512-token context (prompts run to ~300
+characters). TRL's GRPOTrainer is not run here: its reward function in ``trl_peer.py`` is the
+math verifier.
+
+    python benchmarks/learn_code.py                 # 30 minutes per arm
+    python benchmarks/learn_code.py --quick         # a few minutes, same code path
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, figure, print_table, write_result  # noqa: E402
+from learn_arithmetic import held_out, plot, sft_start, train_arm  # noqa: E402
+
+CONTEXT = ("policy.max_seq_len=512",)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short arms, same code path")
+    parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock of each arm")
+    parser.add_argument("--problems", type=int, default=256, help="reference programs of the sft start")
+    parser.add_argument("--warm-steps", type=int, default=300, help="learner steps of the sft start")
+    parser.add_argument("--eval-problems", type=int, default=100, help="held-out tasks")
+    args = parser.parse_args()
+    if args.quick:
+        args.minutes, args.warm_steps, args.eval_problems = 0.5, 40, 20
+    arms = {
+        "control": ["learner=sft", "rollout.mode=reference", f"rollout.problems={args.problems}"],
+        "grpo": ["learner=grpo", "sampling.max_tokens=160"],
+        "expert_iteration": ["learner=expert_iteration", "sampling.max_tokens=160"],
+    }
+    results: dict[str, dict] = {}
+    curves: dict[str, list] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t0 = time.time()
+        warm = sft_start("code", tmp, args.problems, args.warm_steps, CONTEXT)
+        start = tmp / "start"
+        results["sft start"] = held_out("code", str(start), args.eval_problems, 4)
+        print(f"sft start ({time.time() - t0:.0f} s): {results['sft start']}", flush=True)
+        from selfplay.arena.players import resolve_checkpoint
+
+        for name, overrides in arms.items():
+            arm = train_arm("code", start, tmp / name, args.minutes, overrides,
+                            min(args.eval_problems, 30))
+            final = resolve_checkpoint(str(tmp / name))
+            results[name] = {**held_out("code", str(final), args.eval_problems, 4),
+                             "learner_steps": arm["summary"]["learner_steps"],
+                             "episodes": arm["summary"]["episodes"],
+                             "version": arm["summary"]["latest_version"]}
+            curves[name] = arm["curve"]
+            print(f"{name}: {results[name]}", flush=True)
+
+    start_p = results["sft start"]["pass@1"]
+    best = max(("grpo", "expert_iteration"), key=lambda n: results[n]["pass@1"])
+    label = f"{args.minutes:g} min/arm"
+    figures = [
+        figure(f"best RL ({best}) pass@1 held-out tasks vs sft start ({label})", "points",
+               100 * results[best]["pass@1"], 100 * start_p, "sft start", "report"),
+        figure(f"best RL ({best}) pass@1 held-out tasks vs control ({label})", "points",
+               100 * results[best]["pass@1"], 100 * results["control"]["pass@1"],
+               "control: SFT continued on the same programs", "report"),
+    ]
+    for name in arms:
+        figures.append(figure(f"{name} pass@1 held-out tasks vs sft start ({label})", "points",
+                              100 * results[name]["pass@1"], 100 * start_p, "sft start", "report"))
+    extra = {"minutes_per_arm": args.minutes, "env": "code", "warm_start": warm,
+             "held_out_problems": args.eval_problems, "results": results,
+             "gain_over_sft_start_points": 100 * (results[best]["pass@1"] - start_p),
+             "gain_over_control_points": 100 * (results[best]["pass@1"] - results["control"]["pass@1"]),
+             "curves": curves}
+    print_table("learn_code", figures)
+    print(json.dumps({k: extra[k] for k in ("gain_over_sft_start_points", "gain_over_control_points")}))
+    write_result("learn_code", figures, quick=args.quick, extra=extra)
+    plot(curves, start_p, RESULTS / f"learn_code{'.quick' if args.quick else ''}.png",
+         title="learn_code: online RL vs SFT continued (2 CPU cores)")
+
+
+if __name__ == "__main__":
+    main()
