@@ -73,6 +73,80 @@ class Game(Protocol):
     def render_text(self, state: np.ndarray) -> str: ...  # what the policy reads
 
 
+@dataclass(frozen=True, eq=False)
+class Symmetry:
+    """A symmetry of a game's rules, as two gathers (index permutations) over a flat state.
+
+    ``state_index`` [S] and ``action_index`` [A] read the transformed arrays from the original
+    ones: ``g(state)[..., i] == state[..., state_index[i]]`` and a per-action vector (visits,
+    priors, a legal mask) transforms as ``g(v)[..., j] == v[..., action_index[j]]``; so action
+    ``a`` becomes ``g.action(a)``, the position of ``a`` in ``action_index``. A symmetry commutes
+    with the rules: ``g(next_state(s, a)) == next_state(g(s), g.action(a))``, the legal mask of
+    ``g(s)`` is ``g.policy(legal_mask(s))`` and the outcome is unchanged.
+    """
+
+    name: str
+    state_index: np.ndarray  # int64 [S], a permutation of range(S)
+    action_index: np.ndarray  # int64 [A], a permutation of range(A)
+
+    def __post_init__(self) -> None:
+        for field_name in ("state_index", "action_index"):
+            v = np.asarray(getattr(self, field_name), dtype=np.int64)
+            if v.ndim != 1 or not np.array_equal(np.sort(v), np.arange(v.size)):
+                raise ValueError(f"Symmetry {self.name!r}: {field_name} is not a permutation")
+            v.setflags(write=False)
+            object.__setattr__(self, field_name, v)
+        inverse = np.empty_like(self.action_index)
+        inverse[self.action_index] = np.arange(self.action_index.size)
+        inverse.setflags(write=False)
+        object.__setattr__(self, "_action_map", inverse)
+
+    def state(self, state: np.ndarray) -> np.ndarray:
+        """The transformed state (a new array): [..., S] -> [..., S]."""
+        return np.asarray(state)[..., self.state_index]
+
+    def policy(self, values: np.ndarray) -> np.ndarray:
+        """A per-action vector (visits, priors, legal mask) transformed: [..., A] -> [..., A]."""
+        return np.asarray(values)[..., self.action_index]
+
+    def action(self, action):
+        """The index (or int64 array of indices) an action takes under the symmetry."""
+        mapped = self._action_map[np.asarray(action, dtype=np.int64)]
+        return int(mapped) if np.ndim(mapped) == 0 else mapped
+
+    def compose(self, first: Symmetry) -> Symmetry:
+        """``self`` after ``first``: ``(g.compose(h)).state(s) == g.state(h.state(s))``."""
+        return Symmetry(f"{self.name}*{first.name}", first.state_index[self.state_index],
+                        first.action_index[self.action_index])
+
+    def inverse(self) -> Symmetry:
+        s_inv = np.empty_like(self.state_index)
+        s_inv[self.state_index] = np.arange(self.state_index.size)
+        return Symmetry(f"{self.name}^-1", s_inv, self._action_map.copy())
+
+    def same_as(self, other: Symmetry) -> bool:
+        return bool(np.array_equal(self.state_index, other.state_index)
+                    and np.array_equal(self.action_index, other.action_index))
+
+
+@runtime_checkable
+class SymmetricGame(Protocol):
+    """A ``Game`` that declares the symmetries of its rules (optional; identity first)."""
+
+    def symmetries(self) -> list[Symmetry]: ...
+
+
+def identity_symmetry(game: Game) -> Symmetry:
+    size = int(np.prod(game.state_shape))
+    return Symmetry("identity", np.arange(size), np.arange(game.num_actions))
+
+
+def symmetries_of(game: Game) -> list[Symmetry]:
+    """The symmetries ``game`` declares, or just the identity when it declares none."""
+    declared = getattr(game, "symmetries", None)
+    return list(declared()) if callable(declared) else [identity_symmetry(game)]
+
+
 def legal_actions(game: Game, state: np.ndarray) -> np.ndarray:
     """Indices of the legal actions in ``state`` (int64, ascending)."""
     return np.flatnonzero(game.legal_mask(state))

@@ -2,11 +2,14 @@
 
 ``BoardGame`` implements the ``Game`` protocol (envs/protocol.py) for games whose state is a flat
 int8 array with a move counter and a status cell; a concrete game supplies its numba kernels.
+Its text comes in three views (``BoardView``, chosen per game instance; the default is the
+original absolute text), so that a policy can read the board relative to the player to move.
 ``TwoPlayerGameEnv`` wraps *any* ``Game`` into a text-in, text-out ``gymnasium.Env``.
 """
 
 from __future__ import annotations
 
+import enum
 import string
 from typing import Any, ClassVar
 
@@ -34,12 +37,43 @@ OBS_CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n"
 OBS_MAX_LENGTH = 256  # the tiny LM's context
 
 
+class BoardView(str, enum.Enum):
+    """How ``BoardGame.render_text`` draws a position (what the policy reads)."""
+
+    ABSOLUTE = "absolute"  # 'X' / 'O' by colour under "X to move" (the original text)
+    MOVER = "mover"  # 'x' the player to move's pieces, 'o' the opponent's, under "x to move"
+    MOVER_SHORT = "mover_short"  # the mover's view, board rows only while in play (no header,
+    # no footer): fewer tokens per leaf evaluation; a finished game keeps its status line
+
+
+# Per player to move: 'X'/'O' of the absolute board lines -> the mover-relative marks.
+_MOVER_MARKS = (str.maketrans("XO", "xo"), str.maketrans("XO", "ox"))
+
+
+def parse_view(view: str | BoardView) -> BoardView:
+    try:
+        return BoardView(view)
+    except ValueError:
+        valid = ", ".join(repr(v.value) for v in BoardView)
+        raise ValueError(f"view={view!r}; expected one of {valid}") from None
+
+
 class BoardGame:
     """A ``Game`` over a flat int8 state with a move counter and a status cell.
 
     Subclasses set the class attributes and implement ``initial_state``, ``legal_mask``,
-    ``_apply`` (the in-place numba kernel) and ``board_lines``.
+    ``_apply`` (the in-place numba kernel) and ``board_lines`` (with '.', 'X', 'O' marks, which
+    the mover-relative views translate).
+
+    ``view`` chooses the text (``BoardView``): "absolute" (default, the original rendering),
+    "mover" or "mover_short". Two positions with the same stones in swapped colours and the
+    other side to move read the same in the mover views.
     """
+
+    view: BoardView = BoardView.ABSOLUTE
+
+    def __init__(self, view: str | BoardView = BoardView.ABSOLUTE):
+        self.view = parse_view(view)
 
     name: ClassVar[str]
     num_actions: ClassVar[int]
@@ -104,6 +138,8 @@ class BoardGame:
         return None
 
     def render_text(self, state: np.ndarray) -> str:
+        if self.view is not BoardView.ABSOLUTE:
+            return self._render_for_mover(state)
         st = self.status(state)
         header = {
             STATUS_PLAYING: f"{'XO'[self.to_play(state)]} to move",
@@ -114,6 +150,23 @@ class BoardGame:
         lines = [header, *self.board_lines(state)]
         if self.footer:
             lines.append(self.footer)
+        return "\n".join(lines) + "\n"
+
+    def _render_for_mover(self, state: np.ndarray) -> str:
+        """The board from the view of the player to move: 'x' theirs, 'o' the opponent's."""
+        mover = self.to_play(state)
+        board = [line.translate(_MOVER_MARKS[mover]) for line in self.board_lines(state)]
+        st = self.status(state)
+        if st == STATUS_PLAYING:
+            header = "x to move"
+        elif st == STATUS_DRAW:
+            header = "draw"
+        else:  # after a win (or a forfeit) the player to move is usually the loser: "o won"
+            header = "x won" if st == mover + 1 else "o won"
+        if self.view is BoardView.MOVER_SHORT:
+            lines = board if st == STATUS_PLAYING else [header, *board]
+        else:
+            lines = [header, *board, *([self.footer] if self.footer else [])]
         return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,8 @@ import numpy as np
 from numba import njit
 
 from envs.games.base import STATUS_DRAW, STATUS_PLAYING, BoardGame, TwoPlayerGameEnv
+from envs.games.symmetry import mirror_columns
+from envs.protocol import Symmetry
 
 ROWS = 6
 COLS = 7
@@ -242,6 +244,7 @@ def random_playouts(num_games: int, seed: int) -> np.ndarray:
 # ---- the Game and the env -----------------------------------------------------------------
 
 _MARKS = ".XO"
+_SYMMETRIES = mirror_columns(ROWS, COLS, STATE_SIZE)
 
 
 class ConnectFour(BoardGame):
@@ -260,6 +263,10 @@ class ConnectFour(BoardGame):
 
     def legal_mask(self, state: np.ndarray) -> np.ndarray:
         return legal_mask(state)
+
+    def symmetries(self) -> list[Symmetry]:
+        """Identity and the left-right mirror (envs.games.symmetry)."""
+        return list(_SYMMETRIES)
 
     def _apply(self, state: np.ndarray, action: int) -> int:
         return apply_move(state, action)
@@ -289,5 +296,8 @@ class ConnectFour(BoardGame):
 class ConnectFourEnv(TwoPlayerGameEnv):
     """``selfplay/ConnectFour-v0``."""
 
-    def __init__(self, illegal_action: str = "lose", render_mode: str | None = None):
-        super().__init__(ConnectFour(), illegal_action=illegal_action, render_mode=render_mode)
+    def __init__(self, illegal_action: str = "lose", render_mode: str | None = None,
+                 view: str = "absolute"):
+        # view: the text the policy reads, "absolute" | "mover" | "mover_short" (BoardView)
+        super().__init__(ConnectFour(view=view), illegal_action=illegal_action,
+                         render_mode=render_mode)

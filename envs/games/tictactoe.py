@@ -11,6 +11,8 @@ import numpy as np
 from numba import njit
 
 from envs.games.base import STATUS_DRAW, STATUS_PLAYING, BoardGame, TwoPlayerGameEnv
+from envs.games.symmetry import dihedral_square
+from envs.protocol import Symmetry
 
 NUM_CELLS = 9
 NUM_ACTIONS = 9
@@ -208,6 +210,7 @@ def random_playouts(num_games: int, seed: int) -> np.ndarray:
 # ---- the Game and the env -----------------------------------------------------------------
 
 _MARKS = ".XO"
+_SYMMETRIES = dihedral_square(3, STATE_SIZE)
 
 
 class TicTacToe(BoardGame):
@@ -225,6 +228,10 @@ class TicTacToe(BoardGame):
 
     def legal_mask(self, state: np.ndarray) -> np.ndarray:
         return legal_mask(state)
+
+    def symmetries(self) -> list[Symmetry]:
+        """The 8 rotations and reflections of the board (D4), identity first."""
+        return list(_SYMMETRIES)
 
     def _apply(self, state: np.ndarray, action: int) -> int:
         return apply_move(state, action)
@@ -248,5 +255,8 @@ class TicTacToe(BoardGame):
 class TicTacToeEnv(TwoPlayerGameEnv):
     """``selfplay/TicTacToe-v0``."""
 
-    def __init__(self, illegal_action: str = "lose", render_mode: str | None = None):
-        super().__init__(TicTacToe(), illegal_action=illegal_action, render_mode=render_mode)
+    def __init__(self, illegal_action: str = "lose", render_mode: str | None = None,
+                 view: str = "absolute"):
+        # view: the text the policy reads, "absolute" | "mover" | "mover_short" (BoardView)
+        super().__init__(TicTacToe(view=view), illegal_action=illegal_action,
+                         render_mode=render_mode)
