@@ -183,7 +183,8 @@ class LearnerWorker:
             self.learner.load_optimizer_state(torch.load(found[0] / "optimizer.pt", weights_only=False))
         if found is None:
             self.checkpoint()  # version 0: the initial (or warm-started) weights, on disk
-        self.learner.set_reference(self.weights_of(self.reference_version()))
+        if self.learner.loss.reference:
+            self.learner.set_reference(self.weights_of(self.reference_version()))
 
     def reference_version(self) -> int:
         """The KL anchor: the version the run started from, or the incumbent."""
@@ -216,7 +217,7 @@ class LearnerWorker:
     def set_incumbent(self, version: int) -> None:
         self.incumbent = version
         atomic_write_json(self.run_dir / "incumbent.json", {"version": version, "at": time.time()})
-        if self.cfg.learner.kl_reference == "incumbent":
+        if self.learner.loss.reference and self.cfg.learner.kl_reference == "incumbent":
             self.learner.set_reference(self.weights_of(version))
 
     def checkpoint(self) -> str:
