@@ -1,8 +1,9 @@
-"""The `selfplay` command: envs, play, train, eval, replay.
+"""The `selfplay` command: envs, play, train, eval, replay, view.
 
 `train`, `play` and `eval` are Hydra applications over ``conf/config.yaml`` (``key=value``
 overrides, ``--cfg job`` to print the composed config, ``--config-dir DIR`` to add a folder of the
-user's own YAML files, e.g. ``DIR/env/nim.yaml``). ``envs`` and ``replay`` take plain arguments.
+user's own YAML files, e.g. ``DIR/env/nim.yaml``). ``envs``, ``replay`` and ``view`` take plain
+arguments.
 
 Environments registered by a user's module are found by importing that module first: name it in
 the config (``env.module=mypkg.nim``) or in ``SELFPLAY_ENV_MODULES`` (comma-separated), which every
@@ -29,6 +30,7 @@ commands:
   eval  [key=value ...]     a checkpoint or run: games against an opponent (checkpoint=..., player=...),
                             text tasks: pass@k on held-out problems (env=math sampling.k=8)
   replay RUN_DIR [...]      episodes of a run: list, play back, export (selfplay replay -h)
+  view RUN_DIR [--port N]   a run and its episodes in the browser, read-only (selfplay view -h)
 
 Hydra options work after train/play/eval: --cfg job, --help, --config-dir DIR.
 """
@@ -118,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from selfplay.replay.cli import replay_main
 
             return replay_main(rest)
+        if command == "view":
+            from selfplay.view.cli import view_main
+
+            return view_main(rest)
     except (UserError, ImportError) as err:
         print(f"selfplay {command}: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,54 @@
+"""`selfplay view` beside a live `selfplay train`: the pages follow the run as it writes, and the
+run finishes as it would alone (the real command, a tiny budget)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from test_view_support import get, get_json, serve
+
+from selfplay.replay.store import EpisodeStore
+
+TINY = ["env=tictactoe", "run.budget_steps=16", "policy.hidden_size=32", "policy.num_layers=1",
+        "policy.num_heads=2", "policy.num_kv_heads=1", "policy.intermediate_size=64",
+        "search.num_simulations=8", "learner.batch_size=32", "learner.min_replay_steps=32",
+        "learner.publish_every=4steps", "run.games_per_actor=4", "run.progress=false",
+        "arena.gate_games=4", "arena.eval_games=4", "arena.search_simulations=4",
+        "ray.num_cpus=2"]
+
+
+@pytest.mark.slow
+def test_view_follows_a_live_run(tmp_path):
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    with serve(run_dir, refresh_s=0.2) as base:
+        assert get_json(base + "/episodes.json")["total"] == 0  # before the run has begun
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "selfplay.cli", "train", f"run.dir={run_dir}", *TINY],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen: list[int] = []
+        states: set[str] = set()
+        deadline = time.monotonic() + 280
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen.append(get_json(base + "/episodes.json?size=1")["total"])
+            states.add(get_json(base + "/run.json")["status"]["state"])
+            assert get(base + "/")[0] == 200
+            time.sleep(0.3)
+        output = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 0, output[-3000:]
+        final = get_json(base + "/run.json")
+        listing = get_json(base + "/episodes.json?size=1")
+    print(f"\nepisode counts the view showed while the run went on: {sorted(set(seen))}")
+    # It updated while the run went on: more than one count seen, never going back.
+    assert seen == sorted(seen) and len({n for n in seen if n > 0}) >= 2, seen
+    assert "running" in states
+    # The run is whole: every episode it wrote is in the view, and it finished normally.
+    stored = EpisodeStore(run_dir, read_only=True).num_episodes()
+    assert listing["total"] == stored == final["counts"]["episodes"] > 0
+    assert final["status"]["state"] == "finished"
+    assert [v["version"] for v in final["versions"]][:2] == [0, 1]
+    assert final["summary"]["learner_steps"] == 16
