@@ -36,7 +36,7 @@ import torch
 
 # The optimiser settings of the project's learner (selfplay/learner/config.py), so that the two
 # sides differ in the algorithm, not in the optimiser.
-LEARNING_RATE = 1e-3
+LEARNING_RATE = 1e-4  # as conf/learner/grpo.yaml (1e-3 collapsed the policy in the 2026-12-02 run)
 WEIGHT_DECAY = 1e-4
 WARMUP_STEPS = 20
 MAX_GRAD_NORM = 1.0
