@@ -80,6 +80,25 @@ def encode_decisions(
     return EncodedDecisions(state_ids, action_ids)
 
 
+def encode_generation_prompts(
+    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_len: int
+) -> list[list[int]]:
+    """Token ids of each prompt (one tokenizer call), each checked: a non-empty string that
+    leaves room in the context for at least one new token; EngineInputError names the request.
+    Both engines' ``generate`` start here."""
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt:
+            raise EngineInputError(f"request {index}: the prompt is empty (or not a string)")
+    encoded = encode_prompts(tokenizer, list(prompts))
+    for index, ids in enumerate(encoded):
+        if len(ids) >= max_len:
+            raise EngineInputError(
+                f"request {index}: the prompt is {len(ids)} tokens; the context is "
+                f"{max_len}, so no token could be generated"
+            )
+    return [list(ids) for ids in encoded]
+
+
 def right_pad(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids [B, T] and attention mask [B, T] (1 = real token)."""
     width = max(len(s) for s in seqs)

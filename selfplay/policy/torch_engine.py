@@ -37,13 +37,13 @@ from selfplay.policy.engine import (
 from selfplay.policy.priors import (
     EncodedDecisions,
     encode_decisions,
+    encode_generation_prompts,
     log_priors_from_ids,
     right_pad,
 )
 from selfplay.policy.sampling import draw_uniforms, sample, sequence_generator
 from selfplay.policy.tokenizer import (
     encode_continuation,
-    encode_prompts,
     is_encodable,
     pad_token_id,
 )
@@ -362,17 +362,7 @@ class TorchEngine:
     def _encode_prompts(self, prompts: Sequence[str]) -> list[tuple[int, ...]]:
         """Token ids of each prompt (in one tokenizer call), each checked: a non-empty string
         that leaves room in the context for at least one new token."""
-        for index, prompt in enumerate(prompts):
-            if not isinstance(prompt, str) or not prompt:
-                raise EngineInputError(f"request {index}: the prompt is empty (or not a string)")
-        encoded = encode_prompts(self.tokenizer, list(prompts))
-        for index, ids in enumerate(encoded):
-            if len(ids) >= self.max_len:
-                raise EngineInputError(
-                    f"request {index}: the prompt is {len(ids)} tokens; the context is "
-                    f"{self.max_len}, so no token could be generated"
-                )
-        return [tuple(ids) for ids in encoded]
+        return [tuple(ids) for ids in encode_generation_prompts(self.tokenizer, prompts, self.max_len)]
 
     def _prompt_key(self, seq: _Sequence):
         # Without prefix sharing every sequence is its own prompt (prefilled separately).

@@ -63,11 +63,10 @@ from selfplay.policy.engine import (
     SamplingParams,
 )
 from selfplay.policy.model import VALUE_HEAD_FILE, PolicyModel
-from selfplay.policy.priors import encode_decisions, right_pad
+from selfplay.policy.priors import encode_decisions, encode_generation_prompts, right_pad
 from selfplay.policy.sampling import mixed_seed
 from selfplay.policy.tokenizer import (
     encode_continuation,
-    encode_prompts,
     is_encodable,
     pad_token_id,
 )
@@ -256,17 +255,7 @@ class VLLMEngine:
 
     def _encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt, each a non-empty string that leaves room for a new token."""
-        for index, prompt in enumerate(prompts):
-            if not isinstance(prompt, str) or not prompt:
-                raise EngineInputError(f"request {index}: the prompt is empty (or not a string)")
-        encoded = encode_prompts(self.tokenizer, list(prompts))
-        for index, ids in enumerate(encoded):
-            if len(ids) >= self.max_len:
-                raise EngineInputError(
-                    f"request {index}: the prompt is {len(ids)} tokens; the context is "
-                    f"{self.max_len}, so no token could be generated"
-                )
-        return [list(ids) for ids in encoded]
+        return encode_generation_prompts(self.tokenizer, prompts, self.max_len)
 
     def _next_token_logprobs(self, state_ids, action_ids) -> list[list[float]]:
         """log p(action token | state) of single-token actions: one request per state that
