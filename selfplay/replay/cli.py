@@ -192,16 +192,21 @@ def show_text_episode(console: Console, episode: Episode, delay: float) -> None:
         console.print(f"[bold]step {i + 1}[/bold]  reward {step.reward:+g}"
                       + (f"  {tokens}" if tokens else ""))
         console.print(step.action.rstrip("\n"), markup=False, highlight=False)
-        table = decision_table(step)
-        if table is not None:
-            console.print(f"search: {step.search.simulations} simulations, root value "
-                          f"{step.search.root_value:+.2f}")
-            console.print(table)
+        print_search(console, step)
         if delay > 0:
             time.sleep(delay)
     for label, value in verdict_rows(episode):
         console.print(f"[bold]{escape(label)}[/bold]: {escape(value)}", highlight=False)
     console.print(f"info: {other_info(episode)}", markup=False, highlight=False)
+
+
+def print_search(console: Console, step) -> None:
+    """The search behind a decision, when it had one: simulations, root value, the children."""
+    table = decision_table(step)
+    if table is not None:
+        console.print(f"search: {step.search.simulations} simulations, root value "
+                      f"{step.search.root_value:+.2f}")
+        console.print(table)
 
 
 def show_episode(console: Console, episode: Episode, delay: float) -> None:
@@ -214,11 +219,7 @@ def show_episode(console: Console, episode: Episode, delay: float) -> None:
         console.print(f"[bold]move {i + 1}[/bold]  player {step.player} plays "
                       f"[bold green]{step.action}[/bold green]  reward {step.reward:+g}")
         console.print(step.observation.rstrip("\n"), markup=False, highlight=False)
-        table = decision_table(step)
-        if table is not None:
-            console.print(f"search: {step.search.simulations} simulations, root value "
-                          f"{step.search.root_value:+.2f}")
-            console.print(table)
+        print_search(console, step)
         if delay > 0:
             time.sleep(delay)
     console.print(f"info: {episode.info}")
