@@ -154,6 +154,26 @@ def plot(curves: dict[str, list], start_pass: float, path: Path,
     plt.close(fig)
 
 
+def merge_previous(results: dict[str, dict], curves: dict[str, list]) -> str | None:
+    """Fill the arms not rerun from the last full run's JSON; returns that run's date.
+
+    The sft start is deterministic (seeded data and init), so a rerun measures the same start; a
+    different one is kept beside as ``sft start (merged run)`` so the difference shows."""
+    path = RESULTS / "learn_arithmetic.json"
+    if not path.exists():
+        return None
+    previous = json.loads(path.read_text())
+    for name, row in previous.get("results", {}).items():
+        if name == "sft start":
+            if row != results["sft start"]:
+                results["sft start (merged run)"] = row
+        elif name not in results and not name.startswith("sft start"):
+            results[name] = {**row, "measured": previous["date"]}
+    for name, curve in previous.get("curves", {}).items():
+        curves.setdefault(name, curve)
+    return previous["date"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short arms, same code path")
@@ -163,6 +183,8 @@ def main() -> None:
     parser.add_argument("--warm-steps", type=int, default=300, help="learner steps of the sft start")
     parser.add_argument("--eval-problems", type=int, default=200, help="held-out problems")
     parser.add_argument("--arms", default="control,grpo,expert_iteration,trl")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other arms of the last full run's JSON (rerun some arms)")
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.warm_steps, args.eval_problems = 0.5, 40, 40
@@ -199,9 +221,11 @@ def main() -> None:
             info = trl_arm(args.env, start, tmp / "trl", args.minutes, 2048)
             if info is not None:
                 results["trl"] = {**held_out(args.env, str(tmp / "trl"), args.eval_problems, 4),
-                                  **{k: info[k] for k in ("steps", "completions")}}
+                                  **{k: info[k] for k in ("steps", "completions")},
+                                  "learning_rate": info.get("learning_rate")}
                 print(f"trl: {results['trl']}", flush=True)
 
+    merged_from = merge_previous(results, curves) if args.merge and not args.quick else None
     start_p = results["sft start"]["pass@1"]
     rl = {n: r for n, r in results.items() if n in ("grpo", "expert_iteration")}
     best = max(rl, key=lambda n: rl[n]["pass@1"]) if rl else None
@@ -224,7 +248,7 @@ def main() -> None:
                                   points(results["trl"]["pass@1"]),
                                   "TRL GRPOTrainer, same start, reward and minutes", "report"))
     for name, r in results.items():
-        if name != "sft start":
+        if not name.startswith("sft start"):
             figures.append(figure(f"{name} pass@1 held-out vs sft start ({label})", "points",
                                   points(r["pass@1"]), points(start_p), "sft start", "report"))
     extra = {"minutes_per_arm": args.minutes, "env": args.env, "warm_start": warm,
@@ -232,7 +256,7 @@ def main() -> None:
              "gain_over_sft_start_points": points(rl[best]["pass@1"] - start_p) if best else None,
              "gain_over_control_points": (points(rl[best]["pass@1"] - results["control"]["pass@1"])
                                           if best and "control" in results else None),
-             "curves": curves}
+             "curves": curves, "merged_from": merged_from}
     print_table("learn_arithmetic", figures)
     print(json.dumps({k: extra[k] for k in ("gain_over_sft_start_points",
                                              "gain_over_control_points")}))

@@ -210,7 +210,7 @@ def trl_grpo(
     The clock starts when training starts (model loading and the trainer's setup are outside it)
     and is read at each step's end, so the run overshoots by at most one step.
 
-    Returns ``{"steps", "seconds", "completions", "correct", "reward_mean"}``: optimiser steps
+    Returns ``{"steps", "seconds", "completions", "correct", "reward_mean", "learning_rate"}``: optimiser steps
     taken, wall-clock seconds of training, completions sampled and scored, how many got reward
     1.0 (the verifier accepted), and the mean reward.
     """
@@ -253,6 +253,7 @@ def trl_grpo(
         "completions": done,
         "correct": counts["correct"],
         "reward_mean": counts["reward_sum"] / done if done else 0.0,
+        "learning_rate": learning_rate,
     }
 
 
