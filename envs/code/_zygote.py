@@ -1,29 +1,42 @@
 """The sandbox's fork server ("zygote"): one per pool slot, started by ``envs.code.sandbox``.
 
-Run as ``python -I -S _zygote.py --uid U --gid G ...`` with an empty environment. It is a plain
-script (no package imports) so every fork is a small, clean interpreter.
+Run as ``python -I -S _zygote.py --uid U --gid G --home DIR ...`` with an empty environment. It is
+a plain script (no package imports) so every fork is a small, clean interpreter.
 
-At start-up, once (as root):
-  - a new network namespace (only a loopback, left down: no network at all) and a new mount
-    namespace with private tmpfs mounts on /tmp, /var/tmp and /dev/shm (size-capped) and every
-    other mount remounted read-only;
-  - the process becomes a child subreaper, so every descendant of a sandboxed program, daemonised
-    or not, is re-parented here and can be found, killed and reaped;
-  - any process left over from an earlier zygote of the same slot uid is killed.
+At start-up, once:
+  - not root: a new user namespace in which the invoking user keeps its own uid and gid (mapped to
+    themselves; setgroups denied), which gives this process the capabilities to do the rest;
+  - a new network namespace (only a loopback, left down: no network at all), a new mount
+    namespace and a new pid namespace; the process forks the server proper, which is pid 1 there
+    (the first process is left waiting outside, so the pool's handle and pipes stay as they were);
+  - in the mount namespace: every mount remounted read-only, private size-capped tmpfs on /tmp,
+    /var/tmp and /dev/shm, empty read-only tmpfs over /home, /root, /run and the invoking user's
+    home (the interpreter's own directories bound back read-only when they lie below one), and a
+    fresh /proc that shows only the namespace's processes;
+  - the server is a child subreaper (pid 1 of its namespace as well), so every descendant of a
+    sandboxed program, daemonised or not, is re-parented here and can be found, killed and reaped;
+  - as root, any process left over from an earlier zygote of the same slot uid is killed.
 
 Per job (one JSON line on stdin; answers are JSON lines on stdout) it forks a child that makes a
-new session, points stdin at /dev/null and stdout/stderr at root-owned files, chdirs into a fresh
-0700 work directory owned by the slot uid, sets the resource limits, drops to the slot uid (no
-supplementary groups, no new privileges), scrubs the environment and then either runs the
-program in the forked interpreter ("fork" mode, no interpreter start-up) or execs a fresh
+new session, points stdin at /dev/null and stdout/stderr at files outside the work directory,
+chdirs into a fresh 0700 work directory, sets the resource limits, gives up every privilege (as
+root: drops to the slot uid with no supplementary groups; in a user namespace: drops every
+capability, bounding set included), sets no_new_privs, scrubs the environment and then either runs
+the program in the forked interpreter ("fork" mode, no interpreter start-up) or execs a fresh
 ``python -I -S`` on it ("exec" mode). The zygote enforces the wall-clock limit (pidfd + select),
-kills the child's process group and every remaining descendant, removes the job directory and
-reports the result.
+kills the child's process group and every remaining descendant (``kill(-1)`` from pid 1 reaches
+exactly the namespace), removes the job directory and reports the result.
+
+The first line it writes reports what holds (``namespaces``, ``uid_drop``, ``rlimits``,
+``readonly_root``, ``hidden``, ``private_proc``, ``notes`` for whatever failed); the pool judges
+from it whether programs are confined.
 """
 
 import ctypes
+import errno
 import json
 import os
+import pwd
 import resource
 import select
 import shutil
@@ -33,17 +46,28 @@ import time
 import traceback
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
-PR_SET_PDEATHSIG = 1
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+RLIMIT_NAMES = ["cpu", "as", "data", "fsize", "nofile", "core", "memlock", "msgqueue"]
+# Never hidden, whatever a passwd entry says a home directory is.
+SYSTEM_DIRS = {"/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/var", "/opt", "/proc",
+               "/sys", "/dev", "/tmp", "/srv", "/mnt", "/boot"}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -64,33 +88,169 @@ def _send(obj):
 # Start-up isolation (once per zygote)
 
 
-def _isolate(tmpfs_mb):
-    info = {"network": "host", "mounts": "host", "readonly_root": False, "notes": []}
+def _nproc_counts_per_namespace():
+    """Since Linux 5.14 RLIMIT_NPROC counts a uid's processes per user namespace (ucounts), so
+    inside ours it caps this slot alone; before, it counted every process of the user."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _enter_user_namespace(info):
+    """Not root: a user namespace where we keep our uid/gid and hold every capability."""
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc.unshare(CLONE_NEWUSER) != 0:
+        info["notes"].append("unshare(CLONE_NEWUSER) failed: " + _errno_str())
+        return False
+    try:
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", "%d %d 1\n" % (uid, uid))
+        _write("/proc/self/gid_map", "%d %d 1\n" % (gid, gid))
+    except OSError as err:
+        info["notes"].append("user namespace id maps failed: %s" % err)
+        return False
+    return True
+
+
+def _enter_namespaces(info):
+    """The user (not root), network, mount and pid namespaces; each recorded in ``info``."""
+    ns = info["namespaces"]
     if os.geteuid() != 0:
-        info["notes"].append("not root: no namespaces, no uid drop")
-        return info
-    if _libc.unshare(CLONE_NEWNET) == 0:
-        info["network"] = "namespace"
-    else:
-        info["notes"].append("unshare(CLONE_NEWNET) failed: " + _errno_str())
-    if _libc.unshare(CLONE_NEWNS) != 0:
-        info["notes"].append("unshare(CLONE_NEWNS) failed: " + _errno_str())
-        return info
-    if _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        info["notes"].append("making mounts private failed: " + _errno_str())
-        return info
-    info["mounts"] = "namespace"
-    # Every existing mount read-only (best effort; deepest last so nothing is shadowed).
+        ns["user"] = _enter_user_namespace(info)
+        if not ns["user"]:
+            info["notes"].append("not root and no user namespace: no namespaces, no uid drop")
+            return
+    for name, flag in (("net", CLONE_NEWNET), ("mount", CLONE_NEWNS), ("pid", CLONE_NEWPID)):
+        if _libc.unshare(flag) == 0:
+            ns[name] = True
+        else:
+            info["notes"].append("unshare(CLONE_NEW%s) failed: %s" % (name.upper(), _errno_str()))
+
+
+def _become_pid1():
+    """Fork the server into the new pid namespace; this process waits outside and exits with it."""
+    pid = os.fork()
+    if pid == 0:
+        # (The waiter is outside our pid namespace: getppid() is 0 here. Should it die before
+        # this is armed, the pool's kill of its process group reaches us too.)
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        return
+    devnull = os.open("/dev/null", os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    os._exit(0 if status == 0 else 1)
+
+
+def _mounts():
+    """(mount point, per-mount options) of every mount, parents first."""
     points = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             parts = line.split()
-            points.append(parts[4].replace("\\040", " "))
+            points.append((parts[4].replace("\\040", " "), parts[5].split(",")))
+    return points
+
+
+def _under(path, parent):
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _hidden_candidates(home):
+    """The directories to hide: homes and /run (user sockets), the invoking user's home too."""
+    dirs = ["/home", "/root", "/run"]
+    homes = [home]
+    try:
+        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        pass
+    for h in homes:
+        if h:
+            dirs.append(h)
+    out = []
+    for d in dirs:
+        real = os.path.realpath(d)
+        if real in SYSTEM_DIRS or not os.path.isdir(real):
+            continue
+        if any(_under(real, kept) for kept in out):
+            continue
+        out = [kept for kept in out if not _under(kept, real)] + [real]
+    return out
+
+
+def _bind_readonly(fd, target, info):
+    source = ("/proc/self/fd/%d" % fd).encode()
+    if _libc.mount(source, target.encode(), None, MS_BIND | MS_REC, None) != 0:
+        info["notes"].append("binding %s back failed: %s" % (target, _errno_str()))
+        return
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+    if _libc.mount(None, target.encode(), None, flags, None) != 0:
+        info["notes"].append("%s back read-only failed: %s" % (target, _errno_str()))
+
+
+def _hide(dirs, keep, info):
+    """An empty read-only tmpfs over each of ``dirs``; the ``keep`` directories below one are
+    bound back (read-only) so the interpreter still finds itself."""
+    hidden = []
+    for d in dirs:
+        inside = [k for k in keep if _under(k, d)]
+        fds = []
+        for k in inside:
+            try:
+                fds.append((k, os.open(k, os.O_PATH | os.O_DIRECTORY)))
+            except OSError as err:
+                info["notes"].append("cannot keep %s: %s" % (k, err))
+        if _libc.mount(b"tmpfs", d.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                       b"size=1m,mode=0755") != 0:
+            info["notes"].append("hiding %s failed: %s" % (d, _errno_str()))
+            for _, fd in fds:
+                os.close(fd)
+            continue
+        old = os.umask(0o022)  # bound-back parents traversable by a slot uid
+        try:
+            for k, fd in fds:
+                os.makedirs(k, exist_ok=True)
+                _bind_readonly(fd, k, info)
+                os.close(fd)
+        finally:
+            os.umask(old)
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+        if _libc.mount(None, d.encode(), None, flags, None) != 0:
+            info["notes"].append("%s read-only failed: %s" % (d, _errno_str()))
+            continue
+        hidden.append(d)
+        if d in keep:
+            info["notes"].append("%s holds the interpreter: bound back whole" % d)
+    return hidden
+
+
+def _confine_filesystem(info, tmpfs_mb, home):
+    """Mount namespace set-up: read-only mounts, private tmp, hidden homes, fresh /proc."""
+    if _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        info["notes"].append("making mounts private failed: " + _errno_str())
+        return
+    info["mounts"] = "namespace"
+    # Every existing mount read-only (best effort), keeping the flags a user namespace may not
+    # clear (nosuid, nodev, noexec of the original; the kernel keeps the atime ones).
     failed = []
-    for point in points:
+    for point, opts in _mounts():
         if point.startswith(("/proc", "/sys", "/dev")) and point not in ("/dev/shm",):
             continue
         flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+        if "noexec" in opts:
+            flags |= MS_NOEXEC
         if _libc.mount(None, point.encode(), None, flags, None) != 0:
             failed.append(point)
     info["readonly_root"] = "/" not in failed
@@ -98,7 +258,7 @@ def _isolate(tmpfs_mb):
         info["notes"].append("could not remount read-only: " + ", ".join(failed[:5]))
     private = []
     for point in ("/tmp", "/var/tmp", "/dev/shm"):
-        if not os.path.isdir(point):
+        if not os.path.isdir(point) or os.path.islink(point):
             continue
         opts = ("size=%dm,mode=1777" % tmpfs_mb).encode()
         if _libc.mount(b"tmpfs", point.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts) == 0:
@@ -106,7 +266,48 @@ def _isolate(tmpfs_mb):
         else:
             info["notes"].append("tmpfs on %s failed: %s" % (point, _errno_str()))
     info["private_tmp"] = private
+    keep = sorted({os.path.dirname(os.path.realpath(sys.executable)),
+                   os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)})
+    wanted = _hidden_candidates(home)
+    info["hidden"] = _hide(wanted, keep, info)
+    info["home_hidden"] = len(info["hidden"]) == len(wanted)
+    if info["namespaces"]["pid"]:
+        flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+        if _libc.mount(b"proc", b"/proc", b"proc", flags, None) == 0:
+            info["private_proc"] = True
+        else:
+            info["notes"].append("a fresh /proc failed: " + _errno_str())
+
+
+def _isolate(tmpfs_mb, home):
+    info = {
+        "namespaces": {"user": False, "net": False, "mount": False, "pid": False},
+        "network": "host", "mounts": "host", "readonly_root": False, "private_tmp": [],
+        "hidden": [], "home_hidden": False, "private_proc": False, "notes": [],
+    }
+    _enter_namespaces(info)
+    if info["namespaces"]["pid"]:
+        _become_pid1()
+    if info["namespaces"]["net"]:
+        info["network"] = "namespace"
+    if info["namespaces"]["mount"]:
+        _confine_filesystem(info, tmpfs_mb, home)
     return info
+
+
+def _drop_capabilities():
+    """Give up every capability (effective, permitted, inheritable, ambient and the bounding
+    set) that our user namespace gave us, before the program runs."""
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == errno.EINVAL:
+                break  # past the last capability this kernel knows
+            raise OSError(ctypes.get_errno(), "PR_CAPBSET_DROP: " + _errno_str())
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    if _libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset: " + _errno_str())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +369,14 @@ def _reap_all(uid):
             except ProcessLookupError:
                 pass
         if not escalated:
-            _kill_uid(uid)
+            if STATE["pid1"]:
+                # pid 1 of our own namespace: kill(-1) reaches exactly the namespace, nothing else
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            else:
+                _kill_uid(uid)
             escalated = True
         time.sleep(0.0005)
     return False
@@ -203,22 +411,27 @@ def _child(job, jobdir, workdir, uid, gid):
             (resource.RLIMIT_MEMLOCK, 0, 0),
             (resource.RLIMIT_MSGQUEUE, 0, 0),
         ]
-        if os.geteuid() == 0:
-            # Counted per uid: each pool slot has its own uid, so this caps this job alone.
-            limits.append((resource.RLIMIT_NPROC, int(job["nproc"]), int(job["nproc"])))
+        if STATE["nproc_extra"] is not None:
+            nproc = int(job["nproc"]) + STATE["nproc_extra"]
+            limits.append((resource.RLIMIT_NPROC, nproc, nproc))
         for which, soft, hard in limits:
             resource.setrlimit(which, (soft, hard))
         if os.geteuid() == 0:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
+        elif STATE["userns"]:
+            _drop_capabilities()
         _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir}
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # the server ignores it; an exec'd python
+        # would keep an ignored SIGINT ignored
         if job["mode"] == "exec":
-            python = sys.executable  # the pool starts us with one the slot uid can run
+            # The pool starts us with one the slot uid can run; its real path stays visible.
+            python = os.path.realpath(sys.executable)
             argv = [python, "-I", "-S", job["filename"]] + list(job.get("argv", []))
             os.execve(python, argv, env)
         # "fork" mode: run the program in this (already started) interpreter.
@@ -370,6 +583,9 @@ def _wipe_tmp():
 
 
 PRIVATE_TMP = []
+# What the start-up gave this server: in a user namespace (capabilities to drop per job), pid 1
+# of its own pid namespace (kill(-1) is safe), the RLIMIT_NPROC headroom (None: not set).
+STATE = {"userns": False, "pid1": False, "nproc_extra": None}
 
 
 def main():
@@ -378,19 +594,49 @@ def main():
     uid = int(opts.get("--uid", os.getuid()))
     gid = int(opts.get("--gid", os.getgid()))
     tmpfs_mb = int(opts.get("--tmpfs-mb", 256))
+    home = opts.get("--home", "")
     os.umask(0o077)
-    info = _isolate(tmpfs_mb)
+    root = os.geteuid() == 0
+    if root:
+        _kill_uid(uid)  # leftovers of an earlier zygote of this slot, before we leave their pid ns
+    info = _isolate(tmpfs_mb, home)
+    ns = info["namespaces"]
+    STATE["userns"] = ns["user"]
+    STATE["pid1"] = ns["pid"] and os.getpid() == 1
     PRIVATE_TMP.extend(info.get("private_tmp", []))
     if not PRIVATE_TMP:
         os.makedirs("/tmp", exist_ok=True)
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    if os.geteuid() == 0:
-        _kill_uid(uid)
+    # A program shares our uid in a user namespace and may signal us; pid 1 only gets signals
+    # it handles, and SIGINT is the one Python handles: ignore it, so a program cannot stop its
+    # own fork server.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    rlimits = list(RLIMIT_NAMES)
+    if root:
+        # Counted per uid: each pool slot has its own uid, so this caps this job alone.
+        STATE["nproc_extra"] = 0
+        nproc = "per-slot uid"
+    elif ns["user"] and STATE["pid1"] and _nproc_counts_per_namespace():
+        # Counted per uid and user namespace: ours holds the waiter, this server and the job.
+        STATE["nproc_extra"] = 2
+        nproc = "per user namespace"
+    else:
+        nproc = "none (not root, and the kernel counts every process of the user)"
+    if STATE["nproc_extra"] is not None:
+        rlimits.append("nproc")
+    try:
+        ns_pid = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        ns_pid = ""
     info.update(
         ready=True,
         pid=os.getpid(),
-        uid=uid if os.geteuid() == 0 else os.getuid(),
-        nproc_limit="per-slot uid" if os.geteuid() == 0 else "none (not root)",
+        uid=uid if root else os.getuid(),
+        uid_drop=root,
+        rlimits=rlimits,
+        nproc_limit=nproc,
+        capabilities="dropped per job" if ns["user"] else ("uid drop" if root else "none held"),
+        pid_namespace=ns_pid if ns["pid"] else "",
     )
     _send(info)
     buf = b""

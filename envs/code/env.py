@@ -24,6 +24,10 @@ env to it). It is in the observation charset (tabs expanded, a character outside
 ``ValueError`` before ``reset``, when the task has no reference (a dataset task is named by file
 and line), or when it cannot be written as an action (too long, or holding a ``` fence that
 ``step`` would unwrap).
+
+Programs run in ``envs.code.sandbox``. Constructing the env checks once what confines them here
+(printed once per run) and raises ``SandboxUnconfined`` where nothing would (neither root nor user
+namespaces) unless ``allow_unconfined=True`` (``env.kwargs.allow_unconfined``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from envs.code.datasets import load_jsonl
-from envs.code.sandbox import SandboxPool
+from envs.code.sandbox import SandboxPool, default_pool, require_confinement
 from envs.code.tasks import LEVELS, SPLITS, CodeTask, generate
 from envs.code.verify import TestReport, run_tests, score
 
@@ -98,6 +102,7 @@ class CodeEnv(gym.Env):
         sandbox_mode: str = "fork",
         pool: SandboxPool | None = None,
         render_mode: str | None = None,
+        allow_unconfined: bool = False,
     ):
         if reward not in REWARDS:
             raise ValueError(f"CodeEnv: reward must be one of {REWARDS}, not {reward!r}")
@@ -128,6 +133,10 @@ class CodeEnv(gym.Env):
         self.task: CodeTask | None = None
         self.done = False
         self.last_report: TestReport | None = None
+        # Last: a bad argument above is reported before any sandbox process starts.
+        self.allow_unconfined = bool(allow_unconfined)
+        self.isolation = require_confinement(pool or default_pool(), self.allow_unconfined,
+                                             "env.kwargs.allow_unconfined=true")
 
     # -- gymnasium API --------------------------------------------------------------------------
 
@@ -154,7 +163,7 @@ class CodeEnv(gym.Env):
         report = run_tests(
             self.task, program, pool=self.pool, timeout_s=self.timeout_s,
             per_test_timeout_s=self.per_test_timeout_s, memory_mb=self.memory_mb,
-            mode=self.sandbox_mode,
+            mode=self.sandbox_mode, allow_unconfined=self.allow_unconfined,
         )
         self.last_report = report
         reward = score(report, self.reward_kind)

@@ -1,32 +1,46 @@
-"""A sandbox for policy-written Python: separate processes, resource limits, no network.
+"""A sandbox for policy-written Python: separate processes, namespaces, resource limits.
 
     from envs.code.sandbox import SandboxPool, run_in_sandbox
     result = run_in_sandbox("print(1 + 1)", timeout_s=2)        # SandboxResult(status="ok", ...)
     with SandboxPool(max_workers=4) as pool:
         results = pool.run_many(["print(1)", "while True: pass"], timeout_s=1)
+        pool.isolation()                     # what confines them on this machine (see below)
 
-    python -m envs.code.sandbox FILE [--timeout S] [--memory-mb M] [--mode fork|exec]
+    python -m envs.code.sandbox FILE [--timeout S] [--memory-mb M] [--mode fork|exec] [--isolation]
 
-How a program is confined (as root; see ``isolation()`` for what holds on this machine):
+How a program is confined:
 
 - each pool slot owns a fork server (``_zygote.py``, ``python -I -S`` with an empty environment)
-  living in its own network namespace (loopback only, down: no network) and its own mount
-  namespace (every mount read-only, private size-capped tmpfs on /tmp, /var/tmp, /dev/shm);
+  living in its own network namespace (loopback only, down: no network), mount namespace (every
+  mount read-only; private size-capped tmpfs on /tmp, /var/tmp, /dev/shm; empty read-only tmpfs
+  over /home, /root, /run and the invoking user's home, so no key, token or user socket there can
+  be read; a fresh /proc) and pid namespace (the program sees and can signal only its own slot);
 - each execution is a forked child in a new session, in a fresh 0700 directory that is removed
-  afterwards, with RLIMIT_CPU / AS / DATA / FSIZE / NOFILE / NPROC / CORE set, running as the
-  slot's own unprivileged uid (so RLIMIT_NPROC, which counts per uid and is ignored for root,
-  caps this execution alone, and the program can touch no file of root or of another slot),
-  with no supplementary groups, no_new_privs, and a scrubbed environment (PATH, LANG, HOME);
+  afterwards, with RLIMIT_CPU / AS / DATA / FSIZE / NOFILE / NPROC / CORE set, no_new_privs, and a
+  scrubbed environment (PATH, LANG, HOME);
+- as root, the child drops to the slot's own unprivileged uid (so RLIMIT_NPROC, which counts per
+  uid and is ignored for root, caps this execution alone, and the program can touch no file of
+  root or of another slot), with no supplementary groups;
+- not root, the fork server first enters an unprivileged user namespace (the user keeps its own
+  uid inside), which is what lets it build the same namespaces; the child then drops every
+  capability that namespace gave (bounding set included). What differs from root: no per-slot
+  uid (every slot runs as the invoking user, who keeps its supplementary groups, and the program
+  may read what that user may read outside the hidden directories), and RLIMIT_NPROC holds per
+  user namespace only on Linux >= 5.14;
 - the wall-clock limit is enforced by the fork server, which then kills the child's process group
-  and, as a child subreaper, every descendant left (also after a normal exit), and by the pool as
-  a backstop (a fork server that does not answer in time is killed with its slot uid's processes);
-- stdout/stderr go to root-owned files outside the work directory and come back capped.
+  and, as pid 1 of its namespace (and a child subreaper), every descendant left (also after a
+  normal exit), and by the pool as a backstop (a fork server that does not answer in time is
+  killed, and with it its pid namespace; as root, its slot uid's processes too);
+- stdout/stderr go to files outside the work directory and come back capped.
+
+With neither root nor user namespaces nothing but the rlimits, the session kill and the scrubbed
+environment would hold, so the pool refuses to run anything (``SandboxUnconfined``) unless it is
+told ``allow_unconfined=True`` (``env.kwargs.allow_unconfined`` for the code envs).
+``isolation()`` says what holds: ``namespaces`` (user, net, mount, pid), ``uid_drop``, ``rlimits``,
+``hidden``, ``confined``, ``notes`` on whatever failed, and a one-line ``summary``.
 
 ``mode="fork"`` (default) runs the program in the forked, already started interpreter (no start-up
 cost); ``mode="exec"`` execs a fresh ``python -I -S`` in the same confinement.
-
-Not root: no namespaces and no uid drop; only the rlimits, the session kill and the scrubbed
-environment hold (``isolation()["degraded"]`` is True).
 """
 
 from __future__ import annotations
@@ -146,6 +160,70 @@ def _classify(raw: dict[str, Any]) -> SandboxResult:
     )
 
 
+class SandboxUnconfined(ValueError):
+    """The sandbox cannot confine programs on this machine and was not allowed to run them
+    unconfined. A ValueError: ``allow_unconfined=False`` is a value this machine cannot honour,
+    and a code env's constructor raising it reaches the user as one message (selfplay.build)."""
+
+
+def is_confined(info: dict[str, Any]) -> bool:
+    """Whether a fork server's report means programs are confined: no network, a read-only
+    filesystem with the homes hidden, and no reach into other processes (a uid of its own, or a
+    pid namespace with its own /proc)."""
+    ns = info.get("namespaces", {})
+    files = ns.get("mount") and info.get("readonly_root") and info.get("home_hidden")
+    processes = info.get("uid_drop") or (ns.get("pid") and info.get("private_proc"))
+    return bool(ns.get("net") and files and processes)
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One line saying what confines a sandboxed program (for a run's log)."""
+    ns = info.get("namespaces", {})
+    held = "+".join(name for name in ("user", "net", "mount", "pid") if ns.get(name)) or "none"
+    if info.get("uid_drop"):
+        uid = "uid drop: per-slot uid"
+    else:
+        uid = f"uid drop: no (runs as uid {info.get('uid')}"
+        uid += ", capabilities dropped)" if ns.get("user") else ")"
+    parts = [f"namespaces: {held}", uid, "rlimits: " + ", ".join(info.get("rlimits", []))]
+    if info.get("hidden"):
+        parts.append("hidden: " + ", ".join(info["hidden"]))
+    head = "confined" if info.get("confined", is_confined(info)) else "NOT CONFINED"
+    line = f"code sandbox: {head}; " + "; ".join(parts)
+    if info.get("notes") and not info.get("confined", is_confined(info)):
+        line += "; " + "; ".join(info["notes"][:3])
+    return line
+
+
+def check_confinement(info: dict[str, Any], allow_unconfined: bool, key: str) -> None:
+    """Raise ``SandboxUnconfined`` when ``info`` does not confine programs and running them
+    unconfined was not allowed; the message names the setting ``key`` that would allow it."""
+    if allow_unconfined or is_confined(info):
+        return
+    why = "; ".join(info.get("notes", [])[:3]) or "no namespaces"
+    raise SandboxUnconfined(
+        f"the code sandbox cannot confine programs on this machine ({why}): policy-written code "
+        "would run with this user's access to its files, processes and the network. Run as root "
+        "or where unprivileged user namespaces work (sysctl user.max_user_namespaces > 0, "
+        f"kernel.unprivileged_userns_clone=1), or set {key} to run it under resource limits "
+        "only."
+    )
+
+
+_reported = threading.Lock()
+REPORTED_ENV = "SELFPLAY_SANDBOX_REPORTED"  # set once reported: child processes stay quiet
+
+
+def report_once(info: dict[str, Any]) -> None:
+    """Print ``describe(info)`` on stderr once per run (the first process that asks; processes
+    it starts afterwards, such as local Ray workers, inherit the marker and stay quiet)."""
+    with _reported:
+        if os.environ.get(REPORTED_ENV):
+            return
+        os.environ[REPORTED_ENV] = "1"
+    print(describe(info), file=sys.stderr, flush=True)
+
+
 def kill_uid_processes(uid: int) -> int:
     """SIGKILL every process owned by ``uid`` (scanning /proc); returns how many were signalled."""
     if uid == 0 or uid == os.getuid():
@@ -219,13 +297,14 @@ class _Zygote:
         self.tmpfs_mb = tmpfs_mb
         self.proc: subprocess.Popen | None = None
         self.info: dict[str, Any] = {}
+        self.confined = False
         self._buf = b""
 
     def _start(self) -> None:
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(
             [sandbox_python(), "-I", "-S", _ZYGOTE, "--uid", str(self.uid), "--gid",
-             str(self.uid), "--tmpfs-mb", str(self.tmpfs_mb)],
+             str(self.uid), "--tmpfs-mb", str(self.tmpfs_mb), "--home", os.path.expanduser("~")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -240,6 +319,7 @@ class _Zygote:
             self.stop()
             raise RuntimeError("the sandbox fork server did not start (envs/code/_zygote.py)")
         self.info = json.loads(line)
+        self.confined = is_confined(self.info)
 
     def _read_line(self, deadline: float) -> bytes | None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -304,8 +384,17 @@ class SandboxPool:
     few seconds (a stuck slot is killed and restarted), so the pool never hangs its caller.
     """
 
-    def __init__(self, max_workers: int | None = None, *, tmpfs_mb: int = 256, **limits: Any):
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        tmpfs_mb: int = 256,
+        allow_unconfined: bool = False,
+        **limits: Any,
+    ):
         self.max_workers = max(1, int(max_workers or os.cpu_count() or 1))
+        # Run programs even where no namespace confines them (rlimits only); off by default.
+        self.allow_unconfined = bool(allow_unconfined)
         self.limits = Limits(**limits)
         self._slots: queue.Queue[_Zygote] = queue.Queue()
         self._all: list[_Zygote] = []
@@ -337,16 +426,29 @@ class SandboxPool:
             "mode": lim.mode,
         }
 
-    def run(self, source: str, *, files: dict[str, str] | None = None, **limits: Any) -> SandboxResult:
+    def run(
+        self,
+        source: str,
+        *,
+        files: dict[str, str] | None = None,
+        allow_unconfined: bool | None = None,
+        **limits: Any,
+    ) -> SandboxResult:
         """Run ``source`` as main.py (beside ``files``) in a fresh sandbox; never raises for
-        anything the program does."""
+        anything the program does. ``SandboxUnconfined`` when this machine cannot confine it
+        and neither the pool nor this call (``allow_unconfined``) allows that."""
         if self._closed:
             raise RuntimeError("SandboxPool is closed")
         if not isinstance(source, str):
             raise TypeError(f"source must be a str, not {type(source).__name__}")
         job = self._job(source, files, limits)
+        allow = self.allow_unconfined if allow_unconfined is None else allow_unconfined
         slot = self._slots.get()
         try:
+            slot.ensure()
+            if not slot.confined:
+                check_confinement(slot.info, allow, "allow_unconfined=True (a SandboxPool or "
+                                  "run() argument; --allow-unconfined on the command line)")
             raw = slot.run(job)
         finally:
             self._slots.put(slot)
@@ -372,8 +474,10 @@ class SandboxPool:
             info = dict(slot.info)
         finally:
             self._slots.put(slot)
-        info["degraded"] = info.get("network") != "namespace" or os.geteuid() != 0
+        info["confined"] = is_confined(info)
+        info["degraded"] = not (info["confined"] and info.get("uid_drop"))  # short of root's
         info["python"] = sandbox_python()
+        info["summary"] = describe(info)
         return info
 
     def close(self) -> None:
@@ -411,7 +515,17 @@ def run_in_sandbox(source: str, *, files: dict[str, str] | None = None, **limits
 
 
 def isolation() -> dict[str, Any]:
+    """What confines programs of the process-wide pool (see ``SandboxPool.isolation``)."""
     return default_pool().isolation()
+
+
+def require_confinement(pool: SandboxPool, allow_unconfined: bool, key: str) -> dict[str, Any]:
+    """``pool.isolation()``, reported once per run (``report_once``); ``SandboxUnconfined``
+    naming ``key`` when programs would run unconfined and that was not allowed."""
+    info = pool.isolation()
+    report_once(info)
+    check_confinement(info, allow_unconfined, key)
+    return info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,6 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, default=512, help="address-space limit")
     parser.add_argument("--mode", choices=["fork", "exec"], default="fork")
     parser.add_argument("--isolation", action="store_true", help="also print what confines it")
+    parser.add_argument("--allow-unconfined", action="store_true",
+                        help="run it even where no namespace can confine it (rlimits only)")
     args = parser.parse_args(argv)
     try:
         with open(args.file, encoding="utf-8") as f:
@@ -434,8 +550,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, UnicodeDecodeError) as err:
         print(json.dumps({"status": "sandbox_error", "detail": f"cannot read {args.file}: {err}"}))
         return 2
-    with SandboxPool(1, timeout_s=args.timeout, memory_mb=args.memory_mb, mode=args.mode) as pool:
-        result = pool.run(source)
+    with SandboxPool(1, timeout_s=args.timeout, memory_mb=args.memory_mb, mode=args.mode,
+                     allow_unconfined=args.allow_unconfined) as pool:
+        try:
+            result = pool.run(source)
+        except SandboxUnconfined as err:
+            print(json.dumps({"status": "sandbox_error", "detail": str(err)}))
+            return 2
         out = {
             "status": result.status,
             "returncode": result.returncode,
