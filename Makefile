@@ -38,7 +38,7 @@ $(VLLM_STAMP): pyproject.toml .ci/vllm-constraints.txt
 
 test: setup vllm-setup
 	$(BIN)/python -m pytest
-	$(VLLM_VENV)/bin/python -m pytest tests/test_vllm_engine.py
+	$(VLLM_VENV)/bin/python -m pytest tests/test_vllm_engine.py tests/test_vllm_train.py
 
 bench-setup: setup
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

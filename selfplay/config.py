@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from selfplay.arena.config import ArenaConfig
 from selfplay.feedback.config import FeedbackConfig
 from selfplay.learner.config import LearnerConfig
+from selfplay.placement import PlacementConfig
 from selfplay.policy.config import EngineConfig, PolicyConfig
 from selfplay.rollout.config import RolloutConfig
 from selfplay.search.config import SearchConfig
@@ -69,6 +70,7 @@ class SelfplayConfig:
     sampling: TextSamplingConfig = field(default_factory=TextSamplingConfig)  # text tasks: k samples per problem, temperature, token budgets
     run: RunConfig = field(default_factory=RunConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)  # which GPUs the learner and the engine actors reserve (selfplay/placement.py)
     player: str = "perfect"  # `selfplay play`/`eval`: the opponent (random|perfect|alphabeta|mcts|<checkpoint dir>)
     human_player: int = 0  # `selfplay play`: the side the person takes (0 moves first)
     checkpoint: Optional[str] = None  # `selfplay eval`: checkpoint dir or run dir to evaluate

@@ -22,6 +22,10 @@ def resolve_opponent(name: str, game: Game, cfg):
     either has ``choose(game, state, rng) -> action``."""
     from pathlib import Path
 
+    if str(name).startswith("rllib:"):  # an RLlib checkpoint (selfplay/adapters/rllib_player.py)
+        from selfplay.adapters.rllib_player import rllib_player_from_spec
+
+        return rllib_player_from_spec(name, game)
     if Path(name).is_dir():
         from selfplay.arena.players import policy_player_from_checkpoint
 

@@ -11,37 +11,54 @@ MCTS self-play on games, k samples per problem on text); one replay actor persis
 GRPO, expert iteration, SFT) and publishes a candidate version on the ``learner.publish_every``
 cadence; one evaluator gates each candidate against the incumbent and rates versions (reference
 players for games, held-out pass@k for text; one Elo ladder). The driver below only routes work
-between them and writes metrics; each worker gets its own typed slice of the config.
+between them and writes metrics; each worker gets its own typed slice of the config. What it
+decides (pacing, cadences, the deadline, staleness) is made by small pure parts — Pacing, Schedule,
+Deadline, IncumbentLineage — on an injected Clock, so those decisions are tested without Ray by
+simulating weeks in seconds (tests/test_run_control.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from selfplay.clock import SYSTEM_CLOCK, Clock
 from selfplay.errors import UserError
-from selfplay.learner.cadence import Cadence
+from selfplay.learner.cadence import Cadence, Deadline, Schedule
+from selfplay.learner.config import check_learner_config
+from selfplay.learner.staleness import IncumbentLineage
+from selfplay.pacing import Pacing
+
+
+def get_learner(ref) -> Any:
+    """``ray.get`` of a learner call; a UserError it raised (a diverged run) ends the run as its
+    own one line, not inside the remote traceback Ray wraps it in."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, UserError):
+            raise err.cause from None
+        raise
+
+
+SCHEDULE_FILENAME = "schedule.json"  # when the publishing cadence last fired (kept across resumes)
 
 
 @dataclass
 class Progress:
     """What the driver knows of the run; printed on the terminal and written as metrics."""
 
-    started: float = field(default_factory=time.time)
+    started: float = 0.0  # unix seconds, on the driver's clock
     episodes: int = 0
     decisions: int = 0
     learner_step: int = 0
     version: int = 0
     incumbent: int = 0
-    last_publish_step: int = 0
-    last_publish_time: float = field(default_factory=time.time)
-    last_eval_step: int = -(10**9)
-    last_eval_time: float = 0.0
     last_eval_version: int = -1
     unbeaten: bool = False
 
@@ -56,12 +73,22 @@ def _cadence(text: str, key: str) -> Cadence:
 def _check_config(cfg):
     """Checks that need no Ray, so a bad config is one clear message rather than an actor's
     traceback; returns each worker's typed config."""
-    from selfplay.workers import worker_configs
+    from selfplay.build import build_env
 
     if cfg.run.num_actors < 1:
         raise UserError(f"run.num_actors={cfg.run.num_actors}: need at least one rollout actor")
     if cfg.run.games_per_actor < 1:
         raise UserError(f"run.games_per_actor={cfg.run.games_per_actor}: must be >= 1")
+    if cfg.learner.max_staleness < 0:
+        raise UserError(f"learner.max_staleness={cfg.learner.max_staleness}: must be >= 0 "
+                        "(0 keeps every decision in the window)")
+    _cadence(cfg.learner.publish_every, "learner.publish_every")  # before Ray starts
+    _cadence(cfg.run.eval_every, "run.eval_every")
+    # The env before the workers' module (torch, the policy) is even imported: a bad env id,
+    # kwarg or dataset line is one message within a second or two.
+    build_env(cfg.env).close()
+    from selfplay.workers import worker_configs
+
     workers = worker_configs(cfg)
     if workers.learner.loss == "alphazero" and cfg.search.kind != "mcts":
         raise UserError("search.kind: AlphaZero training needs search=mcts (its visit counts are the targets)")
@@ -76,6 +103,10 @@ def _check_config(cfg):
         raise UserError(f"run.warm_start={cfg.run.warm_start!r}: known values are none, sft")
     if cfg.run.warm_start != "none" and workers.kind == "game":
         raise UserError("run.warm_start=sft needs a text task with reference solutions")
+    check_learner_config(cfg.learner)
+    from selfplay.replay.actor import check_replay_keys
+
+    check_replay_keys(cfg.learner.priority_beta, cfg.learner.replay_compact_fanout)
     if cfg.learner.kl_reference not in ("start", "incumbent"):
         raise UserError(f"learner.kl_reference={cfg.learner.kl_reference!r}: start or incumbent")
     run_dir = Path(cfg.run.dir)
@@ -113,14 +144,17 @@ def train_main(cfg) -> int:
     return 0
 
 
-def train(cfg) -> dict[str, Any]:
+def train(cfg, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     """Run the training job to its budget; returns a summary (also written to summary.json)."""
+    from selfplay.resume import save_run_config
+
     workers = _check_config(cfg)
     run_dir = Path(cfg.run.dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    # Before Ray starts: a frozen key changed on resume is one message, not a half-started run.
+    save_run_config(cfg, run_dir, resume=cfg.run.resume, kind=workers.kind, clock=clock)
     init_ray(cfg)
-    driver = Driver(cfg, workers, run_dir)
+    driver = Driver(cfg, workers, run_dir, clock)
     try:
         driver.loop()
     finally:
@@ -132,31 +166,46 @@ class Driver:
     """Routes work between the actors. Every remote call is asynchronous; the loop waits on
     whichever finishes first and reacts to it, so no actor waits on another without need."""
 
-    def __init__(self, cfg, workers, run_dir: Path):
+    def __init__(self, cfg, workers, run_dir: Path, clock: Clock = SYSTEM_CLOCK):
         import ray
 
         from selfplay.metrics import MetricsWriter, ProgressDisplay
+        from selfplay.placement import actor_resources
         from selfplay.replay.actor import remote_replay_actor
         from selfplay.workers import EvaluatorWorker, LearnerWorker, RolloutWorker
 
-        self.cfg, self.run_dir = cfg, run_dir
-        self.publish_every = _cadence(cfg.learner.publish_every, "learner.publish_every")
-        self.eval_every = _cadence(cfg.run.eval_every, "run.eval_every")
+        self.cfg, self.run_dir, self.clock = cfg, run_dir, clock
+        publish_every = _cadence(cfg.learner.publish_every, "learner.publish_every")
+        eval_every = _cadence(cfg.run.eval_every, "run.eval_every")
+        self.pacing = Pacing(cfg.learner.samples_per_decision, cfg.learner.batch_size,
+                             cfg.learner.min_replay_steps)
         self.kind = workers.kind
         self.replay = remote_replay_actor(
             str(run_dir), cfg.learner.replay_window, cfg.learner.max_staleness,
             cfg.learner.prioritized, keep=workers.keep, resume=cfg.run.resume,
+            priority_beta=cfg.learner.priority_beta,
+            compact_fanout=cfg.learner.replay_compact_fanout,
         )
         # num_cpus=0: on a 2-core laptop reserving a core per actor would leave none to start
         # the others; the OS shares the cores, and pacing (below) keeps the work balanced.
-        self.learner = ray.remote(LearnerWorker).options(num_cpus=0).remote(workers.learner, self.replay)
-        self.evaluator = ray.remote(EvaluatorWorker).options(num_cpus=0).remote(workers.evaluator)
-        self.make_rollout_actor = lambda i: ray.remote(RolloutWorker).options(num_cpus=0).remote(workers.rollout, i)
+        gpus = actor_resources(cfg)  # {"num_gpus": ...} per role: selfplay/placement.py
+        self.learner = ray.remote(LearnerWorker).options(num_cpus=0, **gpus["learner"]).remote(workers.learner, self.replay)
+        self.evaluator = ray.remote(EvaluatorWorker).options(num_cpus=0, **gpus["evaluator"]).remote(workers.evaluator)
+        self.make_rollout_actor = lambda i: ray.remote(RolloutWorker).options(num_cpus=0, **gpus["rollout"]).remote(workers.rollout, i)
         self.actors = [self.make_rollout_actor(i) for i in range(cfg.run.num_actors)]
         self.actor_failures = 0
         state = ray.get(self.learner.state.remote())
-        self.progress = Progress(version=state["version"], incumbent=state["incumbent"],
-                                 learner_step=state["step"], last_publish_step=state["step"])
+        self.progress = Progress(started=clock.now(), version=state["version"],
+                                 incumbent=state["incumbent"], learner_step=state["step"])
+        # A resumed run keeps its publishing grid (a weekly publish stays weekly across a crash)
+        # and its lineage of incumbents (staleness counts the same generations).
+        anchor = read_publish_anchor(run_dir) if cfg.run.resume else None
+        self.publish = Schedule(publish_every, clock, last_step=state["step"],
+                                last_time=self.progress.started if anchor is None else anchor)
+        self.evaluation = Schedule(eval_every, clock)  # due at once: the starting incumbent
+        self.lineage = (IncumbentLineage.load(run_dir, state["incumbent"]) if cfg.run.resume
+                        else IncumbentLineage(sorted({0, state["incumbent"]})))
+        self.learner_starved = False  # the last check found nothing fresh enough to sample
         stats = ray.get(self.replay.stats.remote())
         self.progress.episodes, self.progress.decisions = stats["episodes"], stats["steps"]
         self.incumbent_ref = ray.put(ray.get(self.learner.weights_of.remote(self.progress.incumbent)))
@@ -173,8 +222,7 @@ class Driver:
         self.gating = None  # (in-flight gate call, candidate version, candidate weights ref)
         self.evaluating = None  # in-flight evaluation against the references
         self.stop_reason = ""
-        budget = cfg.run.budget_minutes
-        self.deadline = self.progress.started + 60 * budget if budget > 0 else None
+        self.deadline = Deadline.after_minutes(clock, cfg.run.budget_minutes, self.progress.started)
 
     def next_seed(self) -> int:
         self.seed += 1
@@ -206,7 +254,7 @@ class Driver:
 
     def should_stop(self) -> bool:
         p, run = self.progress, self.cfg.run
-        if self.deadline and time.time() >= self.deadline:
+        if self.deadline.passed():
             self.stop_reason = "budget_minutes"
         elif run.budget_steps and p.learner_step >= run.budget_steps:
             self.stop_reason = "budget_steps"
@@ -214,24 +262,14 @@ class Driver:
             self.stop_reason = f"unbeaten by {run.stop_when_unbeaten}"
         return bool(self.stop_reason)
 
-    # -- pacing --------------------------------------------------------------------------------
-    # Self-play and learning share the machine. ``learner.samples_per_decision`` is how many
-    # times the learner draws each self-play decision on average; whichever side runs ahead of
-    # that ratio waits, so neither burns the cores the other needs.
-
-    def learner_samples(self) -> float:
-        return self.progress.learner_step * self.cfg.learner.batch_size
+    # -- pacing (selfplay/pacing.py) -------------------------------------------------------------
 
     def actors_may_play(self) -> bool:
-        ratio = self.cfg.learner.samples_per_decision
-        if ratio <= 0:
-            return True
-        slack = self.cfg.learner.min_replay_steps + self.cfg.learner.batch_size
-        return self.progress.decisions <= slack + self.learner_samples() / ratio
+        p = self.progress
+        return self.pacing.actors_may_play(p.decisions, p.learner_step, not self.learner_starved)
 
     def learner_may_step(self) -> bool:
-        ratio = self.cfg.learner.samples_per_decision
-        return ratio <= 0 or self.learner_samples() < self.progress.decisions * ratio
+        return self.pacing.learner_may_step(self.progress.decisions, self.progress.learner_step)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -275,25 +313,24 @@ class Driver:
     def maybe_train(self) -> None:
         import ray
 
-        if self.training is not None or self.progress.decisions < self.cfg.learner.min_replay_steps:
+        if self.training is not None or not self.learner_may_step():
             return
-        if not self.learner_may_step():
-            return
-        if ray.get(self.replay.num_decisions.remote(self.progress.incumbent)) == 0:
-            return  # everything in the window is staler than learner.max_staleness allows
+        # Staleness counts accepted incumbents (selfplay/learner/staleness.py), not versions.
+        sample_version = self.lineage.sample_version(self.cfg.learner.max_staleness)
+        self.learner_starved = ray.get(self.replay.num_decisions.remote(sample_version)) == 0
+        if self.learner_starved:
+            return  # nothing fresh enough yet: pacing lets the actors play until there is
         steps = self.cfg.learner.steps_per_call
         if self.cfg.run.budget_steps:  # never step past the budget
             steps = min(steps, self.cfg.run.budget_steps - self.progress.learner_step)
         if steps <= 0:
             return
-        self.training = self.learner.train.remote(steps, self.seed)
+        self.training = self.learner.train.remote(steps, self.seed, sample_version)
         self.seed += steps
 
     def on_learner_steps(self, ref) -> None:
-        import ray
-
         self.training = None
-        results = ray.get(ref)
+        results = get_learner(ref)
         self.progress.learner_step += len(results)
         self.metrics.learner(results, self.progress.learner_step)
 
@@ -301,13 +338,14 @@ class Driver:
         import ray
 
         p = self.progress
-        if self.gating is not None or self.training is not None or p.learner_step <= p.last_publish_step:
+        if self.gating is not None or self.training is not None or p.learner_step <= self.publish.last_step:
             return
-        now = time.time()
-        if not self.publish_every.due(p.learner_step - p.last_publish_step, now - p.last_publish_time):
+        if not self.publish.due(p.learner_step):
             return
-        version, weights = ray.get(self.learner.publish.remote())
-        p.version, p.last_publish_step, p.last_publish_time = version, p.learner_step, now
+        version, weights = get_learner(self.learner.publish.remote())
+        p.version = version
+        self.publish.mark(p.learner_step)
+        write_publish_anchor(self.run_dir, self.publish)
         candidate_ref = ray.put(weights)
         gate_call = self.evaluator.gate.remote(
             candidate_ref, version, self.incumbent_ref, p.incumbent, self.next_seed())
@@ -327,17 +365,17 @@ class Driver:
         if verdict["accepted"]:
             self.progress.incumbent, self.incumbent_ref = candidate, candidate_ref
             ray.get(self.learner.set_incumbent.remote(candidate))
+            self.lineage.accept(candidate)
+            self.lineage.save(self.run_dir)
             # Actors switch versions between games: their next play call uses it.
             for actor in self.actors:
                 actor.set_weights.remote(candidate_ref, candidate)
 
     def maybe_evaluate(self) -> None:
         p = self.progress
-        now = time.time()
-        if self.evaluating is not None or not self.eval_every.due(
-                p.learner_step - p.last_eval_step, now - p.last_eval_time):
+        if self.evaluating is not None or not self.evaluation.due(p.learner_step):
             return
-        p.last_eval_step, p.last_eval_time = p.learner_step, now
+        self.evaluation.mark(p.learner_step)
         if p.incumbent == p.last_eval_version:
             return  # the incumbent has not changed since its last evaluation: nothing new to learn
         p.last_eval_version = p.incumbent
@@ -374,8 +412,8 @@ class Driver:
             self.on_gate(self.gating[0])
         # The last weights become a version of their own: a published version's checkpoint is
         # never rewritten, and a resumed run continues from here.
-        if p.learner_step > p.last_publish_step:
-            p.version, _ = ray.get(self.learner.publish.remote())
+        if p.learner_step > self.publish.last_step:
+            p.version, _ = get_learner(self.learner.publish.remote())
         if self.evaluating is not None:
             ray.get(self.evaluating)
         final = ray.get(self.evaluator.evaluate.remote(
@@ -385,7 +423,7 @@ class Driver:
         summary = {
             "run_dir": str(self.run_dir),
             "stop_reason": self.stop_reason,
-            "seconds": time.time() - p.started,
+            "seconds": self.clock.now() - p.started,
             "episodes": p.episodes,
             "decisions": p.decisions,
             "learner_steps": p.learner_step,
@@ -398,6 +436,24 @@ class Driver:
         for handle in [*self.actors, self.learner, self.evaluator, self.replay]:
             ray.kill(handle)
         return summary
+
+
+def read_publish_anchor(run_dir: Path) -> float | None:
+    """The boundary the publishing cadence last fired on, as saved by a session of this run."""
+    path = Path(run_dir) / SCHEDULE_FILENAME
+    try:
+        return float(json.loads(path.read_text())["publish"]["last_time"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: cannot read the publishing schedule ({err}); move it away "
+                        "to restart the cadence from now") from None
+
+
+def write_publish_anchor(run_dir: Path, publish: Schedule) -> None:
+    from selfplay.atomic import atomic_write_json
+
+    atomic_write_json(Path(run_dir) / SCHEDULE_FILENAME, {"publish": publish.state()})
 
 
 def summary_text(cfg, summary: dict[str, Any]) -> str:

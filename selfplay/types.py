@@ -1,4 +1,4 @@
-"""The data that flows through the loop: Step, Episode, SearchStats.
+"""The data that flows through the loop: Step, Episode, SearchStats (and its SearchNodes).
 
 These are what actors produce, the replay store persists (one Parquet row per step), the learner
 consumes and ``selfplay replay`` shows. They serve games and reasoning steps alike: an action is a
@@ -11,6 +11,28 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class SearchNodes:
+    """The most-visited nodes of the search tree behind one decision, beyond the root's children
+    (``search.record_nodes`` of them at most), as aligned lists: node 0 is the root, and a node's
+    parent comes before it (breadth first, the most visited children first).
+
+    ``q`` and ``value`` are from the view of the player who chose the node's action (the mover at
+    its parent; at the root, the root's mover), so a child's Q reads like ``SearchStats.q_values``
+    at every depth."""
+
+    parent: list[int]  # position in these lists of each node's parent; -1 at the root
+    action: list[str]  # the move (or candidate step) from the parent; "" at the root
+    visits: list[float]  # completed visits of the node
+    prior: list[float]  # the action's prior at the parent (root: 1.0; its children: no noise)
+    q: list[float]  # mean backed-up value of the node (chooser's view)
+    value: list[float]  # the evaluator's value at the node, exact where terminal (chooser's view)
+    terminal: list[bool]  # the game or task ended at the node
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+
+@dataclass
 class SearchStats:
     """What the search saw at one decision: per candidate action, its visits, prior and value."""
 
@@ -20,6 +42,7 @@ class SearchStats:
     q_values: list[float]  # mean value of each child from the root player's view (0 if unvisited)
     root_value: float  # search value estimate of the root, from the player to move
     simulations: int
+    nodes: SearchNodes | None = None  # the tree beyond the root's children; None: not recorded
 
     @property
     def visit_distribution(self) -> list[float]:

@@ -27,9 +27,16 @@ from selfplay.atomic import atomic_write_json
 from selfplay.build import build_env, env_kind
 from selfplay.config import EnvConfig
 from selfplay.errors import UserError
-from selfplay.learner.checkpoint import CheckpointMeta, checkpoint_dir, latest_checkpoint, save_checkpoint
-from selfplay.learner.config import LearnerConfig
-from selfplay.learner.learner import Learner
+from selfplay.learner.checkpoint import (
+    CheckpointMeta,
+    checkpoint_dir,
+    latest_checkpoint,
+    read_optimizer_state,
+    remove_interrupted_writes,
+    save_checkpoint,
+)
+from selfplay.learner.config import LearnerConfig, check_learner_config
+from selfplay.learner.learner import Learner, NonFiniteTrainingError
 from selfplay.learner.losses import DEFAULT_LOSS, get_loss
 from selfplay.policy.config import EngineConfig, PolicyConfig
 from selfplay.policy.factory import make_engine
@@ -161,9 +168,12 @@ class LearnerWorker:
     and checkpoints the result as version 0, so every version and every curve starts there."""
 
     def __init__(self, cfg: LearnerWorkerConfig, replay: Any):
+        check_learner_config(cfg.learner)
         self.cfg = cfg
         torch.set_num_threads(cfg.learner.num_threads)
         self.run_dir = Path(cfg.run_dir)
+        # The one writer of checkpoints/ clears a crash's half-written ones, before it writes.
+        remove_interrupted_writes(self.run_dir)
         self.replay = replay
         model, tokenizer = build_policy(cfg.policy)
         self.version = 0
@@ -179,12 +189,28 @@ class LearnerWorker:
         elif cfg.warm_start.kind != "none":
             self.warm_start_metrics = warm_start(model, tokenizer, cfg)
         self.learner = Learner(model, tokenizer, cfg.learner, loss=cfg.loss)
-        if found is not None and (found[0] / "optimizer.pt").exists():
-            self.learner.load_optimizer_state(torch.load(found[0] / "optimizer.pt", weights_only=False))
+        if found is not None:
+            self.resume_optimizer(*found)
         if found is None:
             self.checkpoint()  # version 0: the initial (or warm-started) weights, on disk
         if self.learner.loss.reference:
             self.learner.set_reference(self.weights_of(self.reference_version()))
+
+    def resume_optimizer(self, path: Path, meta: CheckpointMeta) -> None:
+        """The optimiser state of the checkpoint resumed from; a fresh optimiser (said in the
+        log) where it was pruned or deleted."""
+        state = read_optimizer_state(path)
+        if state is None:
+            self.learner.step = meta.learner_step
+            print(f"learner: {path.name} has no optimizer state (pruned by "
+                  f"learner.keep_optimizer_states, or deleted); resuming at learner step "
+                  f"{meta.learner_step} with a fresh optimiser", flush=True)
+            return
+        try:
+            self.learner.load_optimizer_state(state)
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"{path / 'optimizer.pt'}: the optimiser state does not fit this "
+                            f"learner ({err}); delete it to resume with a fresh optimiser") from None
 
     def reference_version(self) -> int:
         """The KL anchor: the version the run started from, or the incumbent."""
@@ -194,16 +220,42 @@ class LearnerWorker:
         return {"version": self.version, "incumbent": self.incumbent, "step": self.learner.step,
                 "warm_start": self.warm_start_metrics}
 
-    def train(self, num_steps: int, seed: int) -> list[dict[str, float]]:
+    def train(self, num_steps: int, seed: int, sample_version: int | None = None) -> list[dict[str, float]]:
+        # sample_version: the version the replay's staleness filter measures from (the driver's,
+        # counted in accepted incumbents: selfplay/learner/staleness.py); None: the incumbent.
+        version = self.incumbent if sample_version is None else sample_version
         out = []
         for i in range(num_steps):
-            batch = call(self.replay.sample, self.cfg.learner.batch_size, seed + i, self.incumbent)
+            batch = call(self.replay.sample, self.cfg.learner.batch_size, seed + i, version)
             result = self.learner.train_step(batch)
+            self.send_priorities(batch)  # prioritized replay only (learner.prioritized)
             out.append({**result.metrics, "learner/step_seconds": result.seconds})
         return out
 
+    def send_priorities(self, batch) -> None:
+        """Prioritized replay: each drawn decision's value error after the step becomes its new
+        priority (replay/sampler.py). Only a decision loss has a value target to measure."""
+        if not self.cfg.learner.prioritized or self.learner.loss.batch != "decisions":
+            return
+        import numpy as np
+
+        from selfplay.learner.batches import priority_updates
+        from selfplay.replay.sampler import PRIORITY_EPS
+
+        keys, errors = priority_updates(self.learner.model, self.learner.tokenizer, batch)
+        finite = np.isfinite(errors)  # a skipped non-finite step leaves those priorities as they were
+        if finite.any():
+            call(self.replay.update_priorities, [k for k, ok in zip(keys, finite) if ok],
+                 (errors[finite] + PRIORITY_EPS).tolist())
+
     def publish(self) -> tuple[int, dict[str, torch.Tensor]]:
         """A new candidate version from the current weights (checkpointed before it is used)."""
+        if not all(torch.isfinite(p).all() for p in self.learner.model.parameters()):
+            # Skipped steps keep NaN out of the gradients; a step size can still blow the
+            # weights up (learner.lr=inf). No actor may load them, no checkpoint keep them.
+            raise NonFiniteTrainingError(
+                f"learner: the weights are non-finite at learner step {self.learner.step}, so "
+                f"version {self.version + 1} is not published; lower learner.lr")
         self.version += 1
         self.checkpoint()
         return self.version, self.learner.weights()
@@ -224,7 +276,7 @@ class LearnerWorker:
         meta = CheckpointMeta(self.version, self.learner.step, self.incumbent, time.time())
         path = save_checkpoint(
             self.run_dir, self.learner.model, self.learner.tokenizer,
-            self.learner.optimizer_state(), meta,
+            self.learner.optimizer_state(), meta, self.cfg.learner.keep_optimizer_states,
         )
         return str(path)
 

@@ -5,6 +5,7 @@ untrusted text escaped; and the parts (queries, boards, charts, TensorBoard read
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from test_view_support import (
     HOSTILE_TEXT_ID,
     IMG,
     SCRIPT,
+    SEARCHED_GAME_ID,
     build_run,
     get,
     get_json,
@@ -293,12 +295,42 @@ def test_search_page(run):
         assert children[a]["visits"] == v
         assert children[a]["prior"] == pytest.approx(p)
         assert children[a]["q"] == pytest.approx(q)
-        assert children[a]["children"] is None  # deeper nodes: not recorded (yet)
+        assert children[a]["children"] is None  # deeper nodes: not recorded in this one
     text = next(e for e in run["episodes"] if e.env_id == TEXT)
     data = get_json(run["base"] + f"/episodes/{text.episode_id}/steps/1/search.json")
     assert data["tree"] is None
     _, _, html = get(run["base"] + f"/episodes/{text.episode_id}/steps/1/search")
     assert 'id="no-search"' in html
+
+
+def _depth(node) -> int:
+    return 1 + max((_depth(c) for c in node["children"] or []), default=0)
+
+
+def test_search_tree_beyond_the_root(run):
+    game = next(e for e in run["episodes"] if e.episode_id == SEARCHED_GAME_ID)
+    for number, step in enumerate(game.steps, 1):
+        nodes = step.search.nodes
+        data = get_json(run["base"] + f"/episodes/{game.episode_id}/steps/{number}/search.json")
+        tree = data["tree"]
+        assert tree["recorded_nodes"] == len(nodes) - 1
+        flat, todo = [], list(tree["children"])
+        while todo:
+            n = todo.pop()
+            flat.append(n)
+            todo += n["children"] or []
+        # Every candidate of the root is there, and every recorded node once beneath it.
+        depth1 = sum(p == 0 for p in nodes.parent)
+        assert len(flat) == len(nodes) - 1 - depth1 + len(tree["children"])
+        recorded = [n["visits"] for n in flat if n["children"] is not None and n["visits"] > 0]
+        assert sorted(recorded) == sorted(nodes.visits[1:])
+        for node in flat:  # a parent's recorded children never hold more visits than it has
+            kids = node["children"] or []
+            assert sum(k["visits"] for k in kids) <= node["visits"] - 1 or node["terminal"]
+        assert _depth(tree) - 1 == tree["depth_recorded"]
+    first = get_json(run["base"] + f"/episodes/{game.episode_id}/steps/1/search.json")["tree"]
+    assert first["depth_recorded"] >= 2 and "most-visited nodes" in get(
+        run["base"] + f"/episodes/{game.episode_id}/steps/1/search")[2]
 
 
 def test_compare_games_and_prompts(run):
@@ -327,6 +359,95 @@ def test_compare_games_and_prompts(run):
                 and e.policy_version == 1]
     assert b["mean_reward"] == pytest.approx(sum(e.outcome for e in expected) / 4)
     assert {s["episode_id"] for s in b["samples"]} == {e.episode_id for e in expected}
+
+
+@functools.lru_cache(maxsize=4)
+def _engine(run_dir, version):
+    from selfplay.learner.checkpoint import checkpoint_dir
+    from selfplay.policy.config import EngineConfig, PolicyConfig
+    from selfplay.policy.factory import make_engine
+
+    return make_engine(PolicyConfig(path=str(checkpoint_dir(run_dir, version))), EngineConfig())
+
+
+def test_compare_runs_both_checkpoints_live(run):
+    from selfplay.policy.engine import SamplingParams
+
+    base, start = run["base"], "X to move\n...\n...\n...\n"
+    before = snapshot(run["dir"])
+    page = get_json(base + "/compare.json?" + urlencode({"a": 0, "b": 1, "at": start}))
+    assert page["live"] is None and "live=1" in page["live_url"]  # only on request
+    live = get_json(base + "/compare.json?" + urlencode({"a": 0, "b": 1, "at": start,
+                                                          "live": 1}))["live"]
+    assert live["kind"] == "game" and live["error"] is None
+    legal = [str(i) for i in range(1, 10)]
+    for side, version in zip(live["sides"], (0, 1)):
+        expected = _engine(run["dir"], version).evaluate([start], [legal])[0]
+        got = {p["action"]: p["prior"] for p in side["priors"]}
+        assert side["version"] == version and sorted(got) == legal
+        assert [got[a] for a in legal] == pytest.approx(expected.priors.tolist())
+        assert side["value"] == pytest.approx(expected.value)
+    assert live["sides"][0]["priors"] != live["sides"][1]["priors"]  # two different policies
+
+    prompt = "What is 12 + 30?"
+    live = get_json(base + "/compare.json?" + urlencode({"a": 0, "b": 1, "at": prompt,
+                                                          "live": 1, "tokens": 12}))["live"]
+    assert live["kind"] == "text" and live["mode"] == "greedy"
+    for side, version in zip(live["sides"], (0, 1)):
+        # The stored episodes of this prompt have two steps each: one line is one action.
+        greedy = _engine(run["dir"], version).generate(
+            [prompt + "\n"], SamplingParams(temperature=0.0, max_tokens=12, stop=("\n",)))[0][0]
+        assert [c["text"] for c in side["completions"]] == [greedy.text]
+    sampled = get_json(base + "/compare.json?" + urlencode(
+        {"a": 0, "b": 1, "at": "Any prompt of my own", "live": 1, "mode": "sampled",
+         "tokens": 8}))["live"]
+    assert [len(side["completions"]) for side in sampled["sides"]] == [4, 4]
+    assert all(c["tokens"] <= 8 for side in sampled["sides"] for c in side["completions"])
+    _, _, html = get(base + "/compare?" + urlencode({"a": 0, "b": 1, "at": start, "live": 1}))
+    assert html.count('class="side live-side"') == 2 and 'id="live-error"' not in html
+    assert snapshot(run["dir"]) == before  # loading and running the checkpoints wrote nothing
+
+
+@pytest.mark.parametrize("params, name", [({"tokens": "1000"}, "tokens"),
+                                           ({"tokens": "many"}, "tokens"),
+                                           ({"mode": "beam"}, "mode")])
+def test_live_compare_bad_parameters_are_named(run, params, name):
+    query = {"a": 0, "b": 1, "at": "What is 12 + 30?", "live": 1, **params}
+    data = get_json(run["base"] + "/compare.json?" + urlencode(query), status=400)
+    assert data["param"] == name
+
+
+def test_live_compare_says_what_cannot_run(run, tmp_path):
+    long = get_json(run["base"] + "/compare.json?" + urlencode(
+        {"a": 0, "b": 1, "at": "x" * 5000, "live": 1}))["live"]
+    assert "5000 characters" in long["error"]
+    tmp_path = tmp_path / "broken"
+    shutil.copytree(run["dir"], tmp_path)
+    for version in (0, 1):  # a run whose checkpoints lost their weights
+        (tmp_path / "checkpoints" / f"version-{version:06d}" / "config.json").unlink()
+    (tmp_path / "checkpoints" / "version-000001" / "config.json").write_text("{not json")
+    with serve(tmp_path) as base:
+        live = get_json(base + "/compare.json?" + urlencode(
+            {"a": 0, "b": 1, "at": "X to move\n...\n...\n...\n", "live": 1}))["live"]
+        assert live["error"].startswith("v0: checkpoints/version-000000 holds no weights")
+        live = get_json(base + "/compare.json?" + urlencode(
+            {"a": 1, "b": 0, "at": "What is 12 + 30?", "live": 1}))["live"]
+        assert live["error"].startswith("v1: the checkpoint at checkpoints/version-000001 "
+                                        "does not load (")
+        _, _, html = get(base + "/compare?" + urlencode(
+            {"a": 1, "b": 0, "at": "What is 12 + 30?", "live": 1}))
+        assert 'id="live-error"' in html
+
+
+def test_live_policies_stay_loaded(run):
+    from selfplay.view.live import LivePolicies
+
+    live = LivePolicies(run["dir"], keep=1)
+    for _ in range(2):
+        live.complete([0], "What is 1 + 1?", max_tokens=2)
+    assert live.loads == 1  # cached
+    live.complete([1, 0], "What is 1 + 1?", max_tokens=2)
+    assert live.loads == 3  # keep=1: the older one was let go
 
 
 def test_episode_links_compare_at_its_position(run):

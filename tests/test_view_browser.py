@@ -14,7 +14,15 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from test_view_support import HOSTILE_GAME_ID, HOSTILE_TEXT_ID, IMG, SCRIPT, build_run, serve
+from test_view_support import (
+    HOSTILE_GAME_ID,
+    HOSTILE_TEXT_ID,
+    IMG,
+    SCRIPT,
+    SEARCHED_GAME_ID,
+    build_run,
+    serve,
+)
 
 CHROMIUM = os.environ.get("SELFPLAY_CHROMIUM") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium"))
@@ -177,6 +185,73 @@ def test_search_tree_folds_and_links(site, page):
     page.locator("#search-next").click()
     page.wait_for_url("**/steps/2/search")
     assert page.locator("#played").inner_text() == game.steps[1].action
+    assert not page.errors
+
+
+def _depth_of(nodes, i: int) -> int:
+    depth = 0
+    while nodes.parent[i] >= 0:
+        i, depth = nodes.parent[i], depth + 1
+    return depth
+
+
+def test_search_tree_expands_two_levels_deep(site, page):
+    game = next(e for e in site["episodes"] if e.episode_id == SEARCHED_GAME_ID)
+    # A decision of the real search whose recorded tree reaches three plies below the root.
+    number, step = next((n, s) for n, s in enumerate(game.steps, 1)
+                        if any(_depth_of(s.search.nodes, i) >= 3 for i in range(len(s.search.nodes))))
+    page.goto(site["base"] + f"/episodes/{game.episode_id}/steps/{number}/search")
+    tree = page.locator("#tree")
+    level = {d: tree.locator(f"li.node[data-depth='{d}']") for d in (1, 2, 3)}
+    assert level[1].first.is_visible()
+    assert level[2].count() > 0 and not level[2].first.is_visible()  # folded under the root's
+    # Expand the move whose replies have replies, then that reply.
+    nodes = step.search.nodes
+    deep = next(i for i in range(len(nodes)) if _depth_of(nodes, i) == 3)
+    reply, move = nodes.parent[deep], nodes.parent[nodes.parent[deep]]
+    first = tree.locator("li.node[data-depth='1']").filter(
+        has=page.locator(f"span.stats[data-depth='1'] .action:text-is('{nodes.action[move]}')"))
+    first.locator("> details > summary").click()
+    replies = first.locator("li.node[data-depth='2']")
+    assert replies.first.is_visible()
+    assert replies.count() == sum(1 for p in nodes.parent if p == move)
+    second = replies.filter(
+        has=page.locator(f"span.stats[data-depth='2'] .action:text-is('{nodes.action[reply]}')"))
+    second.locator("> details > summary").click()
+    third = second.locator("li.node[data-depth='3']")
+    assert third.first.is_visible()
+    assert third.count() == sum(1 for p in nodes.parent if p == reply)
+    shown = third.locator(".visits").all_inner_texts()
+    expected = sorted((nodes.visits[i] for i, p in enumerate(nodes.parent) if p == reply),
+                      reverse=True)
+    assert [float(v) for v in shown] == expected  # most visited first, as recorded
+    assert "most-visited nodes" in page.locator("#depth-note").inner_text()
+    assert not page.errors
+
+
+def test_compare_live_in_the_browser(site, page):
+    page.set_default_timeout(60_000)  # two checkpoints run on a CPU that may be busy
+    start = "X to move\n...\n...\n...\n"
+    page.goto(site["base"] + "/compare?" + urlencode({"a": 0, "b": 1, "at": start}))
+    page.locator("#run-live").click()
+    page.wait_for_url("**live=1*")
+    sides = page.locator("#live-sides section.live-side")
+    assert sides.count() == 2
+    for k, version in enumerate((0, 1)):
+        assert sides.nth(k).locator("h3").inner_text().startswith(f"v{version}")
+        assert sides.nth(k).locator("table.live-priors tbody tr").count() == 9
+    # A prompt of one's own, through the form on the compare page, greedy then sampled.
+    page.goto(site["base"] + "/compare?a=0&b=1")
+    page.fill("#own-prompt textarea[name=at]", "What is 3 + 4?")
+    page.fill("#own-prompt input[name=tokens]", "8")
+    page.locator("#own-prompt-run").click()
+    page.wait_for_url("**live=1*")
+    assert page.locator("#position-text").inner_text() == "What is 3 + 4?"
+    assert page.locator("#live-sides pre.completion").count() == 2
+    page.locator("#live-sampled").click()
+    page.wait_for_url("**mode=sampled*")
+    assert page.locator("#live-sides section.live-side").nth(0).locator(
+        "pre.completion").count() == 4
     assert not page.errors
 
 

@@ -42,6 +42,10 @@ def test_view_follows_a_live_run(tmp_path):
         assert proc.returncode == 0, output[-3000:]
         final = get_json(base + "/run.json")
         listing = get_json(base + "/episodes.json?size=1")
+        # The run's decisions carry their search trees beyond the root (search.record_nodes).
+        newest = listing["rows"][0]
+        trees = [get_json(base + f"/episodes/{newest['episode_id']}/steps/{n}/search.json")["tree"]
+                 for n in range(1, newest["num_steps"] + 1)]
     print(f"\nepisode counts the view showed while the run went on: {sorted(set(seen))}")
     # It updated while the run went on: more than one count seen, never going back.
     assert seen == sorted(seen) and len({n for n in seen if n > 0}) >= 2, seen
@@ -52,3 +56,5 @@ def test_view_follows_a_live_run(tmp_path):
     assert final["status"]["state"] == "finished"
     assert [v["version"] for v in final["versions"]][:2] == [0, 1]
     assert final["summary"]["learner_steps"] == 16
+    assert all(t["recorded_nodes"] > 0 for t in trees)
+    assert max(t["depth_recorded"] for t in trees) >= 2, [t["depth_recorded"] for t in trees]

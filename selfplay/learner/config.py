@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from selfplay.errors import UserError
+
 
 @dataclass
 class LearnerConfig:
@@ -16,10 +18,14 @@ class LearnerConfig:
     grad_clip: float = 1.0  # max gradient norm
     publish_every: str = "50steps"  # cadence of new policy versions: "<N>steps" or a period like "30s", "2h", "7d"
     checkpoint_every: str = "50steps"  # cadence of checkpoints (same grammar)
+    keep_optimizer_states: int = 2  # keep the optimiser state (~2x the weights) of the newest N checkpoints only; resume needs the newest (0 = keep all); every version's weights stay
+    max_nonfinite_steps: int = 20  # a step with a non-finite loss or gradient norm is skipped (counted as learner/nonfinite_skipped); this many in a row stop the run
     min_replay_steps: int = 512  # decisions in the store before the first learner step
     replay_window: int = 20000  # sample from the most recent decisions only
-    max_staleness: int = 0  # drop decisions played more than this many versions ago (0 = keep all)
+    max_staleness: int = 0  # drop decisions played more than this many accepted incumbents ago; rejected candidates do not count (0 = keep all)
     prioritized: bool = False  # sample in proportion to the stored priorities
+    priority_beta: float = 1.0  # prioritized: importance-sampling exponent of the weights (N*P(i))^-beta/max that undo the draw's bias in the loss (1 = fully, 0 = not at all)
+    replay_compact_fanout: int = 16  # the replay store merges each run of this many adjacent same-size shards into one (0 = keep one shard per play call)
     samples_per_decision: float = 4.0  # times the learner draws each self-play decision on average; the side ahead waits (0 = no pacing)
     steps_per_call: int = 8  # learner steps per remote call (fewer round trips; publishing waits for a call to end)
     num_threads: int = 1  # torch threads of the learner process
@@ -27,3 +33,13 @@ class LearnerConfig:
     kl_coef: float = 0.02  # grpo: weight of the KL penalty to the reference version (0 = none)
     kl_reference: str = "start"  # grpo: the KL anchor: start (the version the run started from, the warm start's) | incumbent (follows each accepted version)
     normalize_advantages: bool = True  # grpo: divide group-relative advantages by the group's reward std (False: Dr. GRPO)
+
+
+def check_learner_config(cfg: LearnerConfig) -> None:
+    """A UserError naming the key for a value no learner can run with."""
+    if cfg.keep_optimizer_states < 0:
+        raise UserError(f"learner.keep_optimizer_states={cfg.keep_optimizer_states}: must be "
+                        ">= 0 (0 keeps every checkpoint's optimiser state)")
+    if cfg.max_nonfinite_steps < 1:
+        raise UserError(f"learner.max_nonfinite_steps={cfg.max_nonfinite_steps}: must be >= 1 "
+                        "(the number of non-finite steps in a row that stops the run)")

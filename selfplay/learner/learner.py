@@ -2,6 +2,10 @@
 
 It owns the trainable copy of the weights. Policy versions are published from it (a state dict
 and a version number) and engines on the actors load them; checkpoints are written from it.
+
+A step whose loss or gradient norm is not finite is skipped (no optimiser step: the weights every
+actor loads next stay as they were) and counted; ``max_nonfinite_steps`` of them in a row mean
+the run has diverged, and it stops with a ``NonFiniteTrainingError``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from selfplay.errors import UserError
 from selfplay.learner.batches import BUILDERS, merge_duplicates  # noqa: F401 (re-exported)
 from selfplay.learner.config import LearnerConfig
 from selfplay.learner.losses import Loss, get_loss
@@ -25,6 +30,10 @@ class StepResult:
     step: int
     metrics: dict[str, float]
     seconds: float
+
+
+class NonFiniteTrainingError(UserError):
+    """Too many learner steps in a row had a non-finite loss or gradient norm."""
 
 
 def warmup_schedule(warmup_steps: int):
@@ -54,6 +63,8 @@ class Learner:
             self.optimizer, warmup_schedule(cfg.warmup_steps)
         )
         self.step = 0
+        self.nonfinite_skipped = 0  # steps skipped for a non-finite loss or gradient, in all
+        self.nonfinite_streak = 0  # ... in a row, up to the last step
 
     def set_reference(self, weights: dict[str, torch.Tensor] | None = None) -> None:
         """Freeze ``weights`` (default: the current ones) as the reference version of the KL
@@ -72,7 +83,7 @@ class Learner:
             self.reference.load_state_dict(self.model.state_dict())
 
     def train_step(self, batch: Batch) -> StepResult:
-        """One optimiser step of the configured loss on ``batch``."""
+        """One optimiser step of the configured loss on ``batch`` (skipped when non-finite)."""
         start = time.perf_counter()
         self.model.train()
         try:
@@ -82,19 +93,34 @@ class Learner:
             out = self.loss.fn(inputs, **options)
         finally:
             self.model.eval()
-        if not torch.isfinite(out.loss):
-            # A non-finite loss would poison the weights every actor is about to load.
-            self.optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError(f"non-finite loss at learner step {self.step}: {out.metrics}")
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.step += 1
-        metrics = dict(out.metrics)
-        metrics.update(extra)
-        metrics["learner/grad_norm"] = float(grad_norm)
+        grad_norm = torch.tensor(float("nan"))
+        if torch.isfinite(out.loss):
+            out.loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.step += 1  # a skipped step counts too: the budget and the cadences count draws
+        metrics: dict[str, float] = {}
+        if torch.isfinite(grad_norm):
+            self.optimizer.step()
+            self.scheduler.step()
+            self.nonfinite_streak = 0
+            metrics.update(out.metrics)
+            metrics.update(extra)
+            metrics["learner/grad_norm"] = float(grad_norm)
+        else:
+            # Applying it would poison the weights every actor is about to load: skip the step
+            # (its loss metrics are left out too, so one NaN does not blank a logged mean).
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_skipped += 1
+            self.nonfinite_streak += 1
+            if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+                raise NonFiniteTrainingError(
+                    f"learner: {self.nonfinite_streak} consecutive steps (to step {self.step}) "
+                    f"had a non-finite loss or gradient norm (last: loss={float(out.loss.detach()):g}, "
+                    f"grad_norm={float(grad_norm):g}), the limit learner.max_nonfinite_steps="
+                    f"{self.cfg.max_nonfinite_steps}; the run has diverged: lower learner.lr "
+                    "or check the rewards and targets it trains on")
+        metrics["learner/nonfinite_skipped"] = float(self.nonfinite_skipped)
         metrics["learner/lr"] = float(self.scheduler.get_last_lr()[0])
         metrics["learner/sample_version_mean"] = float(np.mean(batch.policy_versions))
         return StepResult(self.step, metrics, time.perf_counter() - start)

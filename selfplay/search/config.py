@@ -16,3 +16,4 @@ class SearchConfig:
     temperature_moves: int = 4  # after this many moves the choice is greedy (temperature 0)
     leaves_per_tree: int = 1  # leaves taken per tree per batch (virtual loss when > 1)
     virtual_loss: float = 1.0  # value penalty on a path in flight, when leaves_per_tree > 1
+    record_nodes: int = 64  # most-visited tree nodes below the root stored per decision, for `selfplay view` (0: the root's children only)

@@ -23,7 +23,8 @@ import numpy as np
 
 from envs.protocol import Game
 from selfplay.search.mcts import ExpansionResult, RootInput, SearchOutput, run_mcts
-from selfplay.types import SearchStats
+from selfplay.search.tree_record import check_record_nodes, record_tree, search_nodes
+from selfplay.types import SearchNodes, SearchStats
 
 if TYPE_CHECKING:  # only for annotations: the search never imports a model
     from selfplay.policy.engine import Engine
@@ -117,8 +118,12 @@ class GameSearch:
         dirichlet_fraction: float = 0.25,
         leaves_per_tree: int = 1,
         virtual_loss: float = 1.0,
+        record_nodes: int = 0,
     ):
+        """record_nodes: the most-visited nodes below the root kept in each ``SearchStats.nodes``
+        (0: none, the root's children only; tree_record.py)."""
         self.game = game
+        self.record_nodes = check_record_nodes(record_nodes)
         self.evaluate = evaluate
         self.num_simulations = num_simulations
         self.c_puct = c_puct
@@ -132,7 +137,8 @@ class GameSearch:
         return cls(game, evaluate, num_simulations=config.num_simulations, c_puct=config.c_puct,
                    dirichlet_alpha=config.dirichlet_alpha,
                    dirichlet_fraction=config.dirichlet_fraction,
-                   leaves_per_tree=config.leaves_per_tree, virtual_loss=config.virtual_loss)
+                   leaves_per_tree=config.leaves_per_tree, virtual_loss=config.virtual_loss,
+                   record_nodes=config.record_nodes)
 
     def run(
         self,
@@ -210,5 +216,12 @@ class GameSearch:
                 q_values=output.q_values[b, idx].tolist(),
                 root_value=float(output.root_value[b]),
                 simulations=self.num_simulations,
+                nodes=self._nodes(output, b),
             ))
         return GameSearchResult(stats=stats, legal_actions=legal_actions, output=output)
+
+    def _nodes(self, output: SearchOutput, b: int) -> SearchNodes | None:
+        if not self.record_nodes:
+            return None
+        record = record_tree(output.tree, b, self.record_nodes, root_prior=output.prior[b])
+        return search_nodes(record, lambda node, action: self.game.action_to_text(action))

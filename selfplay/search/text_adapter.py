@@ -35,8 +35,9 @@ import numpy as np
 from selfplay.policy.engine import Completion, SamplingParams
 from selfplay.search.mcts import ExpansionResult, RootInput, SearchOutput, run_mcts
 from selfplay.search.policies import select_action
+from selfplay.search.tree_record import check_record_nodes, record_tree, search_nodes
 from selfplay.textgen.rollout import STEP_STOP, prompt_of
-from selfplay.types import SearchStats, Step
+from selfplay.types import SearchNodes, SearchStats, Step
 
 if TYPE_CHECKING:  # only for annotations: the search never imports a model
     from envs.math.tasks import MathProblem
@@ -215,6 +216,7 @@ class StepSearch:
         dirichlet_fraction: float = 0.25,
         leaves_per_tree: int = 1,
         virtual_loss: float = 1.0,
+        record_nodes: int = 0,
     ):
         """num_candidates: K, steps sampled per expansion (the action space is K slots);
         seed: the sampling seed of every generate call, so a state's candidates depend on its
@@ -223,7 +225,9 @@ class StepSearch:
         all ``SamplingParams`` has): for tests and reproducible evaluation. None (the default)
         draws from the engine's RNG.
         max_steps: steps after the problem at which a state without a final answer ends (the
-        env's ``max_steps``); truncated_value: the value of such a state."""
+        env's ``max_steps``); truncated_value: the value of such a state.
+        record_nodes: the most-visited nodes below the root kept in each ``SearchStats.nodes``,
+        each named by its candidate step's text (0: none; tree_record.py)."""
         if num_candidates < 1 or max_steps < 1:
             raise ValueError(f"StepSearch: num_candidates ({num_candidates}) and max_steps "
                              f"({max_steps}) must be >= 1")
@@ -246,6 +250,7 @@ class StepSearch:
         self.dirichlet_fraction = dirichlet_fraction
         self.leaves_per_tree = leaves_per_tree
         self.virtual_loss = virtual_loss
+        self.record_nodes = check_record_nodes(record_nodes)
 
     def can_continue(self, state: str, depth: int) -> bool:
         """Whether a state (``depth`` steps after its problem) still takes a step: under the step
@@ -365,11 +370,24 @@ class StepSearch:
                 q_values=output.q_values[b, :d].tolist(),
                 root_value=float(output.root_value[b]),
                 simulations=self.num_simulations,
+                nodes=self._nodes(output, b, trees[b]),
             ))
             chosen.append(root.steps[best])
             chosen_index.append(best)
         return StepSearchResult(stats=stats, chosen=chosen, chosen_index=chosen_index,
                                 output=output)
+
+    def _nodes(self, output: SearchOutput, b: int, tree: dict[int, _Node]) -> SearchNodes | None:
+        if not self.record_nodes:
+            return None
+        record = record_tree(output.tree, b, self.record_nodes, root_prior=output.prior[b])
+
+        def text_of(node: int, action: int) -> str:
+            steps = tree[node].steps
+            assert steps is not None  # a recorded node's parent was expanded
+            return steps[action]
+
+        return search_nodes(record, text_of)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ The pages (each has a JSON twin: the same path with ``.json``, the same query st
     /                                   the run: status, versions and gates, Elo, plots, config
     /episodes?env=&version=&...         one row per episode, filtered and paged on the server
     /episodes/ID?step=N                 one episode, stepped through with the keys or buttons
-    /episodes/ID/steps/N/search         the search behind decision N (the root's children)
+    /episodes/ID/steps/N/search         the search tree behind decision N (search.record_nodes)
     /compare?a=V&b=W[&at=POSITION]      two versions on the positions or prompts both met
+    /compare?a=V&b=W&at=...&live=1      ... and both checkpoints run on it now (live.py)
 
-Layout: ``episodes`` (the episode index and the queries over it), ``runs`` (the run's other
-files), ``scalars`` (TensorBoard event files), ``boards`` and ``plots`` (drawing), ``app`` (the
+Layout: ``episodes`` (the episode index and the queries over it), ``live`` (checkpoints run
+on one position or prompt), ``runs`` (the run's other files), ``scalars`` (TensorBoard event files), ``boards`` and ``plots`` (drawing), ``app`` (the
 Starlette app), ``cli`` (the command), ``synthetic`` (run directories for tests and benchmarks).
 Nothing here writes into the run directory.
 """

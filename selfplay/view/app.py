@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,14 @@ from selfplay.view.episodes import (
     EpisodeQuery,
     QueryError,
     decisions_summary,
+)
+from selfplay.view.live import (
+    DEFAULT_TOKENS,
+    MAX_PROMPT_CHARS,
+    MAX_SAMPLES,
+    MAX_TOKENS,
+    LiveError,
+    LivePolicies,
 )
 from selfplay.view.runs import RunFiles
 
@@ -145,23 +153,55 @@ def _templates() -> jinja2.Environment:
 
 
 def search_tree(step: Step) -> dict[str, Any] | None:
-    """The search behind a decision as a tree: the root and its children (visits, share,
-    prior, Q). Deeper nodes are not recorded by the store yet: a child's ``children`` is None
-    ("not recorded"), where a recorded leaf would have []. The page draws any depth."""
+    """The search behind a decision as a tree: the root, its children (every candidate, from the
+    search statistics) and, where the store recorded them (``search.record_nodes``), their
+    most-visited descendants. A node's ``children`` is None where the store kept nothing below
+    it (an older run, or a node past the budget) and [] where it has none; ``more`` says some of
+    a recorded node's visits went below the budget. Q and value are from the view of the player
+    who chose the node."""
     s = step.search
     if s is None:
         return None
     total = float(sum(s.visits))
+    nodes = s.nodes
+    kids: dict[int, list[int]] = defaultdict(list)
+    if nodes is not None:
+        for i, p in enumerate(nodes.parent):
+            if p >= 0:
+                kids[p].append(i)
+    depth_recorded = 1
+
+    def recorded(i: int, parent_visits: float, depth: int) -> dict[str, Any]:
+        nonlocal depth_recorded
+        depth_recorded = max(depth_recorded, depth)
+        children = [recorded(c, nodes.visits[i], depth + 1) for c in kids[i]]
+        below = sum(c["visits"] for c in children)
+        return {"action": nodes.action[i], "visits": float(nodes.visits[i]),
+                "share": nodes.visits[i] / parent_visits if parent_visits > 0 else None,
+                "prior": float(nodes.prior[i]), "q": float(nodes.q[i]),
+                "value": float(nodes.value[i]), "terminal": bool(nodes.terminal[i]),
+                "chosen": False, "children": children,
+                "more": not nodes.terminal[i] and nodes.visits[i] - 1 - below > 0}
+
+    at_root = {nodes.action[c]: c for c in kids[0]} if nodes is not None else {}
     children = []
     for a, v, p, q in zip(s.actions, s.visits, s.priors, s.q_values):
-        children.append({"action": a, "visits": float(v),
-                         "share": (v / total) if total > 0 else None,
-                         "prior": float(p), "q": float(q), "value": None,
-                         "chosen": a == step.action, "children": None})
+        child = {"action": a, "visits": float(v), "share": (v / total) if total > 0 else None,
+                 "prior": float(p), "q": float(q), "value": None, "terminal": False,
+                 "chosen": a == step.action, "children": None, "more": False}
+        if a in at_root:
+            full = recorded(at_root[a], total, 1)
+            child.update(value=full["value"], terminal=full["terminal"],
+                         children=full["children"], more=full["more"])
+        elif nodes is not None and v == 0:
+            child["children"] = []  # never visited: nothing below it to record
+        children.append(child)
     children.sort(key=lambda c: (-c["visits"], -c["prior"]))
     return {"action": None, "player": step.player, "visits": total, "share": 1.0, "prior": None,
             "q": None, "value": s.root_value, "simulations": s.simulations, "chosen": False,
-            "children": children, "depth_recorded": 1}
+            "terminal": False, "children": children, "more": False,
+            "recorded_nodes": len(nodes) - 1 if nodes is not None else 0,
+            "depth_recorded": depth_recorded}
 
 
 def episode_header(e: Episode) -> dict[str, Any]:
@@ -200,6 +240,7 @@ class Viewer:
         self.run_dir = Path(run_dir).resolve()
         self.index = EpisodeIndex(self.run_dir, refresh_s=refresh_s)
         self.files = RunFiles(self.run_dir)
+        self.live = LivePolicies(self.run_dir)
         self.templates = _templates()
 
     # -- pages (each returns the data of the page and of its JSON twin) -------------------------
@@ -344,8 +385,7 @@ class Viewer:
             "board": board,
             "legal_actions": step.legal_actions,
             "tree": tree,
-            "depth_note": ("The store keeps the root's children of each decision; deeper "
-                           "nodes are not recorded yet."),
+            "depth_note": _depth_note(tree),
             "episode_url": url(episode_path(e.episode_id), step=number),
             "previous_url": (url(f"{episode_path(e.episode_id)}/steps/{number - 1}/search")
                              if number > 1 else None),
@@ -372,13 +412,20 @@ class Viewer:
         env = (qp.get("env") or "").strip() or None
         at = qp.get("at")
         page, size = self._page_number(request, COMPARE_PAGE_SIZE)
-        data: dict[str, Any] = {"versions": versions, "a": a, "b": b, "env": env, "at": at,
+        # Any checkpoint can be run live, also one that has played no stored episode yet.
+        checkpoints = [int(m["version"]) for m in self.files.checkpoints()
+                       if isinstance(m["version"], int)]
+        choices = sorted(set(versions) | set(checkpoints) | {v for v in (a, b) if v is not None})
+        data: dict[str, Any] = {"versions": versions, "choices": choices, "a": a, "b": b,
+                                "env": env, "at": at,
                                 "envs": self.index.envs(), "method": (
                                     "from the episodes: the decisions each version made at "
-                                    "positions (games) or on prompts (text) that both met; the "
-                                    "checkpoints are not re-run"),
+                                    "positions (games) or on prompts (text) that both met; "
+                                    "'run both checkpoints' evaluates them live on one"),
                                 "positions": [], "matching": 0, "page": page, "pages": 1,
-                                "links": {}, "position": None}
+                                "links": {}, "position": None, "live": None, "live_url": None,
+                                "max_prompt": MAX_PROMPT_CHARS, "max_tokens": MAX_TOKENS,
+                                "default_tokens": DEFAULT_TOKENS}
         if a is None or b is None or (len(versions) < 2 and at is None):
             return "compare.html", data  # nothing to compare (yet)
         if at is None:
@@ -426,7 +473,49 @@ class Viewer:
             sides.append(side)
         data["position"] = {"observation": at, "game": game,
                             "board": board.to_json() if board else None, "sides": sides}
+        if (qp.get("live") or "").strip() in ("", "0"):
+            data["live_url"] = url("/compare", a=a, b=b, env=env, at=at, live=1)
+        else:
+            data["live"] = self._live(a, b, at, rows, game, qp)
         return "compare.html", data
+
+    def _live(self, a: int, b: int, at: str, rows, game: bool, qp) -> dict[str, Any]:
+        """Both checkpoints run on ``at`` now: priors and value (games), or a completion each
+        (text: greedy, or sampled with one seed for both)."""
+        mode = (qp.get("mode") or "greedy").strip()
+        if mode not in ("greedy", "sampled"):
+            raise QueryError("mode", f"{mode!r}; expected greedy or sampled")
+        text = (qp.get("tokens") or "").strip()
+        try:
+            tokens = int(text) if text else DEFAULT_TOKENS
+        except ValueError:
+            raise QueryError("tokens", f"{text!r} is not a whole number") from None
+        if not 1 <= tokens <= MAX_TOKENS:
+            raise QueryError("tokens", f"{tokens}; expected 1 .. {MAX_TOKENS}")
+        out: dict[str, Any] = {"kind": "game" if game else "text", "mode": mode,
+                               "tokens": tokens, "sides": [], "error": None,
+                               "engine": "the embedded torch engine, on this machine's CPU"}
+        try:
+            if game:
+                legal = next(x for x in rows["legal_actions"].to_pylist() if x is not None)
+                out["sides"] = self.live.evaluate([a, b], at, legal)
+            elif rows.num_rows == 0 and self._only_games():
+                raise LiveError("no stored decision at this position, so its legal moves are "
+                                "unknown: choose a position from the list")
+            else:
+                # A multi-step task's action is one line: stop there, as its rollouts do.
+                steps = rows["num_steps"].to_pylist()
+                stop = ("\n",) if steps and max(steps) > 1 else ()
+                out["sides"] = self.live.complete([a, b], at, sampled=mode == "sampled",
+                                                  max_tokens=tokens, samples=MAX_SAMPLES,
+                                                  stop=stop)
+        except LiveError as err:
+            out["error"] = str(err)
+        return out
+
+    def _only_games(self) -> bool:
+        table = self.index.table()
+        return table.num_rows > 0 and bool(pc.all(table["game"]).as_py())
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -473,6 +562,17 @@ class Viewer:
         if allowed_hosts is not None:
             middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
         return Starlette(routes=routes, middleware=middleware)
+
+
+def _depth_note(tree: dict[str, Any] | None) -> str:
+    if tree is None:
+        return ""
+    if tree["recorded_nodes"] == 0:
+        return ("The store kept the root's children of this decision only (search.record_nodes: "
+                "0, or a run from before it).")
+    return (f"The store kept the {tree['recorded_nodes']} most-visited nodes below the root "
+            f"({tree['depth_recorded']} levels): click a move to expand it; … marks a node with "
+            "visits below the budget.")
 
 
 def _info(text: str) -> dict:

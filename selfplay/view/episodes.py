@@ -3,11 +3,14 @@ and whole episodes read on demand.
 
 The store can hold millions of rows, and the viewer never loads them. It keeps an index of the
 episode-level fields (the step-0 row of each episode, plus whether it is a game's), built one
-shard at a time: a shard is immutable once it has been renamed into place, so each is read once,
-and a refresh reads only the shards that appeared since. A writer's ``.tmp-`` file is not a shard
-and is never read, so a half-written append is invisible until it is whole. Filtering, sorting
-and paging run on that index in Arrow (milliseconds for 200,000 episodes); one episode is read
-from its one shard with the ``episode_id`` filter pushed into the scan.
+append at a time: the live shards (``EpisodeStore.shard_paths``) and the appends each one holds
+(its footer, ``shard_info``) say where every append's rows are, so a refresh reads only the
+appends that appeared since. When the store's compaction merges shards, the merged shard covers
+the appends of its sources: their index rows stay as they are and only point at the merged file.
+A writer's ``.tmp-`` file is not a shard and is never read, so a half-written append is invisible
+until it is whole. Filtering, sorting and paging run on that index in Arrow (milliseconds for
+200,000 episodes); one episode is read from its own rows (``listing.read_episodes``), and a read
+that finds its shard deleted by a merge lists the store again and reads the merged one.
 
 Nothing here writes: the store is opened read-only, and a run directory with no ``episodes/``
 yet (a run that has just started) reads as empty until the first shard lands.
@@ -20,29 +23,34 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from selfplay.replay.schema import SCHEMA, table_to_episodes, upgrade
-from selfplay.replay.store import EPISODES_DIR, EpisodeStore
+from selfplay.replay.listing import EpisodeRef, read_episodes, retrying
+from selfplay.replay.schema import SCHEMA, upgrade
+from selfplay.replay.store import EPISODES_DIR, AppendInfo, EpisodeStore, parse_shard_name
 from selfplay.types import Episode
 
 # The episode-level columns the index keeps (the step-level ones are read per episode).
 INDEX_FIELDS = ("episode_id", "env_id", "seed", "policy_version", "outcome", "started_at",
                 "finished_at", "actor", "group_id", "num_steps", "info")
+# What the index reads of each new append (its step-0 rows are kept).
+_READ_COLUMNS = [*INDEX_FIELDS, "step_index", "legal_actions"]
+READ_RETRIES = 5  # fresh listings an episode read tries when compaction moved it
 # What a listing may be sorted by: query name -> index column.
 SORTS = {"finished": "finished_at", "started": "started_at", "outcome": "outcome",
          "length": "num_steps", "version": "policy_version"}
 MAX_PAGE_SIZE = 500
 # What the comparison page reads of each decision at a position.
-POSITION_COLUMNS = ("episode_id", "env_id", "policy_version", "outcome", "step_index",
+POSITION_COLUMNS = ("episode_id", "env_id", "policy_version", "outcome", "step_index", "num_steps",
                     "observation", "action", "player", "legal_actions", "search_actions",
                     "search_visits", "search_priors", "search_q", "root_value", "simulations",
                     "group_id", "token_ids", "token_logprobs", "token_version", "info")
@@ -202,7 +210,8 @@ def _info_fields(info: str) -> dict[str, str]:
 def index_row(row: dict[str, Any]) -> dict[str, Any]:
     """One index row as the listing shows it (and its JSON twin gives it)."""
     info = _info_fields(row.pop("info", "{}"))
-    row.pop("shard", None)
+    row.pop("append", None)
+    row.pop("row", None)
     row["kind"] = "game" if row.pop("game") else "text"
     row["termination"] = str(info.get("termination", ""))
     if "correct" in info:
@@ -224,36 +233,37 @@ class EpisodePage:
 
 
 class EpisodeIndex:
-    """One row per episode of a run's store, kept up to date shard by shard (thread-safe)."""
+    """One row per episode of a run's store, kept up to date append by append (thread-safe)."""
 
     def __init__(self, run_dir: str | Path, *, refresh_s: float = 1.0):
         self.run_dir = Path(run_dir)
         self.refresh_s = refresh_s  # at most one listing of the store's directory per period
         self._store: EpisodeStore | None = None
-        self._paths: list[Path] = []  # shards read so far, in the order read (the index's shard)
-        self._known: set[Path] = set()
+        # Where each append indexed so far lives now: append number -> (live shard, first row).
+        self._where: dict[int, tuple[Path, int]] = {}
         self._table: pa.Table | None = None
+        self._listed: list[Path] = []  # the live shards at the last update
         self._listed_at = -math.inf
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.rows_read = 0  # store rows read into the index so far (a merge adds none)
 
     # -- keeping it current --------------------------------------------------------------------
 
-    def table(self) -> pa.Table:
-        """The index now: every episode of every completed shard (a ``shard`` column points into
-        ``shard_path``). Lists the store at most once per ``refresh_s``."""
+    def table(self, fresh: bool = False) -> pa.Table:
+        """The index now: every episode of every live shard (``append`` and ``row`` say where its
+        rows are). Lists the store at most once per ``refresh_s`` (``fresh``: now)."""
         with self._lock:
             now = time.monotonic()
-            if self._table is None or now - self._listed_at >= self.refresh_s:
+            if fresh or self._table is None or now - self._listed_at >= self.refresh_s:
                 self._listed_at = now
                 self._update()
             return self._table
 
-    def shard_path(self, shard: int) -> Path:
-        return self._paths[shard]
-
     def shard_paths(self) -> list[Path]:
-        self.table()
-        return list(self._paths)
+        with self._lock:
+            self.table()
+            return sorted({path for path, _ in self._where.values()},
+                          key=lambda p: parse_shard_name(p.name) or (-1, -1))
 
     def _update(self) -> None:
         if self._table is None:
@@ -262,20 +272,69 @@ class EpisodeIndex:
             if not (self.run_dir / EPISODES_DIR).is_dir():
                 return  # a run that has not written its first episode yet
             self._store = EpisodeStore(self.run_dir, read_only=True)
-        paths = self._store.shard_paths()
-        listed = set(paths)
-        if any(p not in listed for p in self._known):
-            # Shards never disappear from a live store; one that did means the directory was
-            # replaced (a new run in the same place): start the index over.
-            self._paths, self._known, self._table = [], set(), _empty_index()
-        new = [p for p in paths if p not in self._known]
-        if not new:
-            return
-        first = len(self._paths)
-        tables = _read_index(new, first)
-        self._paths.extend(new)
-        self._known.update(new)
-        self._table = pa.concat_tables([self._table, *tables]).combine_chunks()
+        retrying(self._update_once)  # compaction may delete a shard between listing and reading
+
+    def _update_once(self) -> None:
+        """Read the appends not indexed yet; a merged shard's appends that were indexed from its
+        sources are not read again, only found in their new place. Changes nothing on error."""
+        store = self._store
+        listed = store.shard_paths()
+        if listed == self._listed:
+            return  # shards are immutable: the same names hold the same rows
+        where: dict[int, tuple[Path, int]] = {}
+        shards = []
+        for path in listed:
+            info = store.shard_info(path)  # from the footer; raises if the file just vanished
+            row = 0
+            for a in info.appends:
+                where[a.seq] = (path, row)
+                row += a.rows
+            shards.append((path, info))
+        known, table = self._where, self._table
+        if self._replaced(where):
+            known, table = {}, _empty_index()  # a new run in the same place: start over
+        parts = []
+        for path, info in shards:
+            todo = [(a, where[a.seq][1]) for a in info.appends if a.seq not in known]
+            if todo:
+                parts.append(self._read_appends(store, path, todo))
+        self._where, self._listed = where, listed
+        if parts or table is not self._table:
+            self._table = pa.concat_tables([table, *parts]).combine_chunks()
+
+    def _replaced(self, where: dict[int, tuple[Path, int]]) -> bool:
+        """Whether the store was replaced since the last update: an indexed append is gone, or a
+        shard that vanished was not merged into a wider one (only a merge removes a shard)."""
+        if any(seq not in where for seq in self._where):
+            return True
+        live = {path for path, _ in where.values()}
+        for old in {path for path, _ in self._where.values()} - live:
+            was = parse_shard_name(old.name) or (-1, -1)
+            now = parse_shard_name(where[was[0]][0].name) or (-1, -1)
+            if not (now[0] <= was[0] and now[1] >= was[1] and now[1] - now[0] > was[1] - was[0]):
+                return True
+        return False
+
+    def _read_appends(self, store: EpisodeStore, path: Path,
+                      todo: list[tuple[AppendInfo, int]]) -> pa.Table:
+        """The index rows of the appends ``todo`` ((append, first row) of shard ``path``), in
+        one read of the rows they span."""
+        lo = min(start for _, start in todo)
+        hi = max(start + a.rows for a, start in todo)
+        rows = store.read_rows(path, [(lo, hi)], columns=_READ_COLUMNS)[0]
+        self.rows_read += rows.num_rows
+        seq = np.full(hi - lo, -1, np.int64)
+        offset = np.zeros(hi - lo, np.int32)
+        for a, start in todo:
+            seq[start - lo:start - lo + a.rows] = a.seq
+            offset[start - lo:start - lo + a.rows] = np.arange(a.rows, dtype=np.int32)
+        keep = pc.and_(pa.array(seq >= 0), pc.equal(rows["step_index"], 0))
+        picked = pc.indices_nonzero(keep)
+        t = rows.take(picked)
+        t = t.append_column("game", pc.is_valid(t["legal_actions"]))
+        t = t.append_column("append", pa.array(seq).take(picked))
+        t = t.append_column("row", pa.array(offset).take(picked))
+        return t.select(_empty_index().schema.names).cast(_empty_index().schema)
 
     # -- listing -------------------------------------------------------------------------------
 
@@ -360,9 +419,7 @@ class EpisodeIndex:
 
     # -- one episode ---------------------------------------------------------------------------
 
-    def locate(self, key: str) -> tuple[str, Path]:
-        """The full id and shard of the episode ``key`` names (its id, or a unique prefix of
-        at least 4 characters)."""
+    def _hits(self, key: str) -> pa.Table:
         table = self.table()
         ids = table["episode_id"]
         hits = table.filter(pc.equal(ids, key))
@@ -372,30 +429,62 @@ class EpisodeIndex:
             raise EpisodeNotFound(f"no episode {key!r} in this run")
         if hits.num_rows > 1 and len(set(hits["episode_id"].to_pylist())) > 1:
             raise EpisodeNotFound(f"{hits.num_rows} episodes have the id prefix {key!r}")
-        return hits["episode_id"][0].as_py(), self.shard_path(hits["shard"][0].as_py())
+        return hits.slice(0, 1)
+
+    def locate(self, key: str) -> EpisodeRef:
+        """Where the episode ``key`` names (its id, or a unique prefix of at least 4
+        characters) is now: its shard and rows."""
+        with self._lock:
+            return self._refs(self._hits(key))[0]
+
+    def _refs(self, hits: pa.Table) -> list[EpisodeRef]:
+        out = []
+        for r in hits.select(["episode_id", "finished_at", "append", "row",
+                              "num_steps"]).to_pylist():
+            path, start = self._where[r["append"]]
+            out.append(EpisodeRef(r["episode_id"], r["finished_at"], path, start + r["row"],
+                                  r["num_steps"], (r["append"], r["row"])))
+        return out
+
+    def _read(self, find: Callable[[], list[EpisodeRef]]) -> list[Episode]:
+        """The episodes ``find`` locates, read; found again on a fresh listing when compaction
+        deleted a shard they were in between the two."""
+        for attempt in range(READ_RETRIES):
+            refs = find()
+            try:
+                return read_episodes(self._store, refs) if refs else []
+            except FileNotFoundError:
+                if attempt == READ_RETRIES - 1:
+                    raise
+                self.table(fresh=True)
+        raise AssertionError("unreachable")
 
     def episode(self, key: str) -> Episode:
-        """The whole episode ``key`` names, read from its shard."""
-        episode_id, path = self.locate(key)
-        table = _dataset([path]).to_table(filter=pads.field("episode_id") == episode_id)
-        episodes = table_to_episodes(upgrade(table))
-        if not episodes:
-            raise EpisodeNotFound(f"episode {episode_id!r} is not in {path.name} any more")
-        return episodes[0]
+        """The whole episode ``key`` names, read from its rows alone."""
+        found = self._read(lambda: [self.locate(key)])
+        return found[0]
 
     def episodes(self, ids: list[str]) -> list[Episode]:
         """Whole episodes by full id, in the order given (those not found are left out)."""
         if not ids:
             return []
-        table = self.table()
-        hits = table.filter(pc.is_in(table["episode_id"], value_set=pa.array(ids)))
-        shards = sorted(set(hits["shard"].to_pylist()))
-        if not shards:
-            return []
-        rows = _dataset([self.shard_path(s) for s in shards]).to_table(
-            filter=pc.is_in(pads.field("episode_id"), value_set=pa.array(ids)))
-        found = {e.episode_id: e for e in table_to_episodes(upgrade(rows))}
+
+        def find() -> list[EpisodeRef]:
+            with self._lock:
+                table = self.table()
+                return self._refs(table.filter(pc.is_in(table["episode_id"],
+                                                        value_set=pa.array(ids))))
+
+        found = {e.episode_id: e for e in self._read(find)}
         return [found[i] for i in ids if i in found]
+
+    def _scan(self, read: Callable[[list[Path]], pa.Table]) -> pa.Table:
+        """``read(paths)`` over the live shards, again on a fresh listing when compaction
+        deleted one of them before it was opened."""
+        def query() -> pa.Table:
+            self.table()
+            return read(self._store.shard_paths() if self._store is not None else [])
+        return retrying(query)
 
     # -- two versions on one position ------------------------------------------------------------
 
@@ -403,7 +492,9 @@ class EpisodeIndex:
         """The positions (games: every decision's observation) and prompts (text: the first
         step's) that versions ``a`` and ``b`` both met, with how often each met it, most
         shared first. Columns: env_id, observation, game, n_a, n_b."""
-        paths = self.shard_paths()
+        return self._scan(lambda paths: self._shared_positions(paths, a, b, env))
+
+    def _shared_positions(self, paths: list[Path], a: int, b: int, env: str | None) -> pa.Table:
         empty = pa.table({"env_id": pa.array([], pa.string()),
                           "observation": pa.array([], pa.string()),
                           "game": pa.array([], pa.bool_()),
@@ -446,7 +537,9 @@ class EpisodeIndex:
     def at_position(self, versions: list[int], observation: str) -> pa.Table:
         """Every decision of ``versions`` whose observation is exactly ``observation``
         (the ``POSITION_COLUMNS`` of it)."""
-        paths = self.shard_paths()
+        return self._scan(lambda paths: self._at_position(paths, versions, observation))
+
+    def _at_position(self, paths: list[Path], versions: list[int], observation: str) -> pa.Table:
         if not paths:
             return SCHEMA.empty_table().select(list(POSITION_COLUMNS))
         f = pads.field
@@ -461,39 +554,11 @@ def _dataset(paths: list[Path]) -> pads.Dataset:
     return pads.dataset([str(p) for p in paths], schema=SCHEMA, format="parquet")
 
 
-def _index_columns() -> dict[str, pc.Expression]:
-    columns = {name: pads.field(name) for name in INDEX_FIELDS}
-    columns["game"] = pads.field("legal_actions").is_valid()
-    return columns
-
-
 def _empty_index() -> pa.Table:
     schema = pa.schema([SCHEMA.field(n) for n in INDEX_FIELDS]
-                       + [pa.field("game", pa.bool_()), pa.field("shard", pa.int32())])
+                       + [pa.field("game", pa.bool_()), pa.field("append", pa.int64()),
+                          pa.field("row", pa.int32())])
     return schema.empty_table()
-
-
-def _read_index(paths: list[Path], first: int) -> list[pa.Table]:
-    """The index rows of ``paths`` (shard numbers ``first``, ``first+1``, ...), one table each."""
-    scanner = _dataset(paths).scanner(columns=_index_columns(),
-                                      filter=pads.field("step_index") == 0)
-    batches: dict[str, list[pa.RecordBatch]] = defaultdict(list)
-    for tagged in scanner.scan_batches():
-        batches[tagged.fragment.path].append(tagged.record_batch)
-    schema = _empty_index().schema
-    out = []
-    for i, path in enumerate(paths):
-        parts = batches.get(str(path), [])
-        if parts:
-            t = pa.Table.from_batches(parts)
-        else:
-            t = pa.Table.from_batches([], schema=scanner.projected_schema)
-        # An old shard's group_id reads as null; it means "no group" ("").
-        t = t.set_column(t.column_names.index("group_id"), "group_id",
-                         pc.fill_null(t["group_id"], ""))
-        t = t.append_column("shard", pa.array([first + i] * t.num_rows, pa.int32()))
-        out.append(t.cast(schema))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,11 @@ def alphazero_loss(batch: DecisionBatch, *, value_weight: float = 1.0) -> LossOu
     """Cross-entropy of the prior against the search's visit distribution plus value MSE,
     averaged over decisions with ``batch.weights``.
 
+    The weights are per decision: merged duplicates count as many draws, and prioritised replay's
+    importance-sampling weights scale each draw (replay/sampler.py), so the average estimates the
+    loss under uniform draws. Dividing by their sum keeps the loss on the scale of a uniform batch
+    (the learning rate means the same whether the replay draws by priority or not).
+
     Weight decay, the third AlphaZero term, is applied by the optimiser (AdamW, decoupled).
     """
     w = batch.weights.to(batch.values.dtype)
