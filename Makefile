@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,openspiel,reasoning-gym,textarena]'
 	@touch $(STAMP)
 
 # A fresh run directory each time; continue one with: selfplay train run.dir=DIR run.resume=true

@@ -472,10 +472,12 @@ def summary_text(cfg, summary: dict[str, Any]) -> str:
         f"             selfplay replay {run_dir} --show -1  # play the last one back",
         f"metrics:     tensorboard --logdir {run_dir}/tensorboard",
     ]
+    # The env's module goes along: an adapter's or user's id is unknown until it is imported.
+    env = f"env.id={cfg.env.id}" + (f" env.module={cfg.env.module}" if cfg.env.module else "")
     if "wins" in (summary["final_evaluation"] or [{"wins": 0}])[0]:
-        lines.append(f"play it:     selfplay play env.id={cfg.env.id} player={run_dir}")
+        lines.append(f"play it:     selfplay play {env} player={run_dir}")
     else:
-        lines.append(f"eval it:     selfplay eval env.id={cfg.env.id} checkpoint={run_dir}")
+        lines.append(f"eval it:     selfplay eval {env} checkpoint={run_dir}")
     return "\n".join(lines)
 
 
