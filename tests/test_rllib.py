@@ -125,6 +125,51 @@ def test_illegal_first_move_rewards_only_the_player_that_played():
     assert rewards == {"player_0": -1.0} and set(obs) == {"player_0"} and terminated["__all__"]
 
 
+class TakeAway:
+    """A user's game without a board drawing: take 1 or 2 from 5; who takes the last one wins."""
+
+    name, num_actions, state_shape = "take_away", 2, (2,)  # state: [left, player to move]
+
+    def initial_state(self):
+        return np.array([5, 0], dtype=np.int8)
+
+    def to_play(self, state):
+        return int(state[1])
+
+    def legal_mask(self, state):
+        return np.array([state[0] >= 1, state[0] >= 2])
+
+    def next_state(self, state, action):
+        return np.array([state[0] - action - 1, 1 - state[1]], dtype=np.int8)
+
+    def outcome(self, state):
+        from envs.protocol import GameOutcome
+
+        return None if state[0] else GameOutcome(1.0 if state[1] == 1 else -1.0)
+
+    def action_to_text(self, action):
+        return str(action + 1)
+
+    def text_to_action(self, text):
+        return {"1": 0, "2": 1}.get(text)
+
+    def render_text(self, state):
+        return f"{state[0]} left\n"
+
+
+def test_a_game_without_a_board_is_observed_by_its_state():
+    from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+    env = GameMultiAgentEnv(TakeAway())
+    check_multiagent_environments(env)
+    obs, _ = env.reset()
+    np.testing.assert_array_equal(obs["player_0"]["observations"], [5.0, 0.0])
+    for agent, action in [("player_0", 1), ("player_1", 1), ("player_0", 0)]:  # 5 -> 3 -> 1 -> 0
+        obs, rewards, terminated, _, _ = env.step({agent: action})
+    assert rewards == {"player_0": 1.0, "player_1": -1.0} and terminated["__all__"]
+    assert env.observation_spaces["player_1"].contains(obs["player_1"])
+
+
 def test_env_config_and_non_game_envs_are_clear_errors():
     with pytest.raises(ValueError, match="needs 'env_id'.*unknown: envid"):
         make_rllib_env({"envid": GAMES["tictactoe"]})

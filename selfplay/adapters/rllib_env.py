@@ -15,8 +15,10 @@ mover and ends the episode, as the native env's ``illegal_action="lose"`` does: 
 mover, +1 to the other player. At the end each agent that has played gets its final observation
 and its reward (+1 win, 0 draw, -1 loss, the result the native env reports).
 
-``register_rllib_envs()`` registers every two-player game env in gymnasium's registry (ours and
-users') with Tune as ``selfplay_<game name>`` (``selfplay_tictactoe``, ``selfplay_connect_four``).
+``register_rllib_envs()`` registers every built-in two-player game with Tune as
+``selfplay_<game name>`` (``selfplay_tictactoe``, ``selfplay_connect_four``); a user's game is
+registered by its id (``register_rllib_env("usertest/Nim-v0", module=...)``). A game without
+``board_lines`` must keep its state at ``state_shape``: that state, as float32, is its observation.
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ def board_planes(game: Game, state: np.ndarray, player: int) -> np.ndarray:
     """float32 [2 * cells]: ``player``'s pieces, then the opponent's (raw state for non-boards)."""
     lines = getattr(game, "board_lines", None)
     if lines is None:
-        return np.asarray(state, dtype=np.float32).reshape(-1)
+        raw = np.asarray(state, dtype=np.float32).reshape(-1)
+        if raw.size != int(np.prod(game.state_shape)):  # e.g. a state that is a move history
+            raise ValueError(f"{game.name}: a state of {raw.size} numbers, not state_shape "
+                             f"{tuple(game.state_shape)}; RLlib needs observations of one size")
+        return raw
     cells = np.frombuffer("".join(lines(state)).encode("ascii"), dtype=np.uint8)
     mine, theirs = _MARKS[player], _MARKS[1 - player]
     return np.concatenate([cells == mine, cells == theirs]).astype(np.float32)
@@ -169,20 +175,14 @@ def make_rllib_env(env_config: dict | None) -> GameMultiAgentEnv:
                                       config.get("kwargs")))
 
 
-def two_player_env_ids() -> list[str]:
-    """Registered ids (ours and users') whose env class is a ``TwoPlayerGameEnv``."""
+def builtin_game_env_ids() -> list[str]:
+    """The built-in env ids (envs/registration.py) whose env class is a ``TwoPlayerGameEnv``."""
     from gymnasium.envs.registration import load_env_creator
 
-    import envs  # noqa: F401  (registers the built-ins)
-    from envs.registration import selfplay_env_ids
+    from envs.registration import BUILTIN_ENVS
 
-    ids = []
-    for env_id in selfplay_env_ids():
-        entry = gym.registry[env_id].entry_point
-        creator = load_env_creator(entry) if isinstance(entry, str) else entry
-        if isinstance(creator, type) and issubclass(creator, TwoPlayerGameEnv):
-            ids.append(env_id)
-    return ids
+    return sorted(line.id for line in BUILTIN_ENVS
+                  if issubclass(load_env_creator(line.entry_point), TwoPlayerGameEnv))
 
 
 def tune_name(game: Game) -> str:
@@ -199,6 +199,11 @@ def register_rllib_env(env_id: str, module: str | None = None) -> str:
     return name
 
 
-def register_rllib_envs() -> dict[str, str]:
-    """Every registered two-player game with Tune: {tune name: gymnasium id}."""
-    return {register_rllib_env(env_id): env_id for env_id in two_player_env_ids()}
+def register_rllib_envs(env_ids: list[str] | None = None) -> dict[str, str]:
+    """Two-player games with Tune (default: every built-in one): {tune name: gymnasium id}.
+
+    A user's or an adapter's game (``selfplay.register_env``) is registered by naming its id
+    here or with ``register_rllib_env(env_id, module)``; the RLlib recipe registers the one it
+    trains on.
+    """
+    return {register_rllib_env(env_id): env_id for env_id in (env_ids or builtin_game_env_ids())}
