@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,12 +123,33 @@ class UnknownEnvError(KeyError):
         return self.args[0]
 
 
+@contextmanager
+def user_directory_importable() -> Iterator[None]:
+    """The current directory at the front of ``sys.path`` while a user's env module is imported.
+
+    The ``selfplay`` console script, unlike ``python -m``, does not put the current directory on
+    the path, so ``module: nim`` next to the user's ``nim.py`` would not be found. It is put back
+    afterwards so the installed package's own later imports are never shadowed by the user's files.
+    """
+    cwd = os.getcwd()
+    if cwd in sys.path or "" in sys.path:
+        yield
+        return
+    sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def import_env_module(module: str | None) -> None:
     """Import the user module that registers an environment (``env.module`` in the config)."""
     if not module:
         return
     try:
-        importlib.import_module(module)
+        with user_directory_importable():
+            importlib.import_module(module)
     except ImportError as err:
         raise ImportError(
             f"env.module={module!r} could not be imported ({err}); it must be importable "

@@ -7,7 +7,8 @@ arguments.
 
 Environments registered by a user's module are found by importing that module first: name it in
 the config (``env.module=mypkg.nim``) or in ``SELFPLAY_ENV_MODULES`` (comma-separated), which every
-command honours.
+command honours. That module is looked up in the current directory first, as ``python -m`` would
+(a console script does not put it on the path), so ``nim.py`` next to the user is found.
 
 A mistake in what the user asked for (a ``UserError``: a config value, an env id, a dataset line)
 is printed as one block on stderr with exit status 2, never as a traceback; ``SELFPLAY_DEBUG=1``
@@ -23,7 +24,16 @@ from typing import Callable, Sequence
 
 from selfplay.errors import UserError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+def find_conf_dir() -> Path:
+    """The Hydra configs: the copy a built package ships as ``selfplay/conf`` (setup.py), else
+    the repository's ``conf/`` beside the package (a source checkout or an editable install)."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    if (packaged / "config.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+CONF_DIR = find_conf_dir()
 
 USAGE = """usage: selfplay COMMAND [ARGS]
 

@@ -73,7 +73,8 @@ def _cadence(text: str, key: str) -> Cadence:
 def _check_config(cfg):
     """Checks that need no Ray, so a bad config is one clear message rather than an actor's
     traceback; returns each worker's typed config."""
-    from selfplay.build import build_env
+    from selfplay.arena.config import check_arena_config
+    from selfplay.build import build_env, game_of
 
     if cfg.run.num_actors < 1:
         raise UserError(f"run.num_actors={cfg.run.num_actors}: need at least one rollout actor")
@@ -86,7 +87,9 @@ def _check_config(cfg):
     _cadence(cfg.run.eval_every, "run.eval_every")
     # The env before the workers' module (torch, the policy) is even imported: a bad env id,
     # kwarg or dataset line is one message within a second or two.
-    build_env(cfg.env).close()
+    env = build_env(cfg.env)
+    check_arena_config(cfg.arena, game_of(env))  # a typo in arena.opponents, before Ray
+    env.close()
     from selfplay.workers import worker_configs
 
     workers = worker_configs(cfg)

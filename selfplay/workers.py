@@ -360,7 +360,8 @@ class EvaluatorWorker:
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         engines = {slot: make_engine(cfg.policy, cfg.engine) for slot in ("candidate", "incumbent")}
-        self.ladder = EloLadder.load(self.run_dir / "elo.json")
+        self.ladder = EloLadder.load(self.run_dir / "elo.json", anchor=cfg.arena.elo_anchor,
+                                     prior_games=cfg.arena.elo_prior_games)
         self.arena = make_arena(cfg.kind, cfg, engines, self.ladder)
 
     def gate(self, cand_weights, cand_version: int, inc_weights, inc_version: int, seed: int) -> dict:

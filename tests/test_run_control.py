@@ -382,27 +382,32 @@ def test_malformed_dataset_is_one_block_through_the_real_cli(tmp_path):
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run began
 
 
+def _cli(*args: str, debug: bool = False) -> subprocess.CompletedProcess:
+    # A subprocess, not main() in pytest's process: Hydra's logging setup outlives an in-process
+    # call and writes to a capture stream pytest has closed, which later tests trip over.
+    env = {k: v for k, v in os.environ.items() if k not in ("SELFPLAY_DEBUG", "HYDRA_FULL_ERROR")}
+    if debug:
+        env["SELFPLAY_DEBUG"] = "1"
+    return subprocess.run([sys.executable, "-m", "selfplay.cli", *args], capture_output=True,
+                          text=True, timeout=180, cwd=REPO, env=env, check=False)
+
+
 @pytest.mark.parametrize("overrides, expected", [
     (["env.id=selfplay/Nope-v0"], "unknown env id 'selfplay/Nope-v0'"),
     (["env=math_jsonl", "env.kwargs.mode=weird"], "mode='weird'"),
     (["env=math_jsonl", "env.kwargs.source=/nonexistent/x.jsonl"], "x.jsonl"),
     (["env=math_jsonl", "+env.kwargs.colour=3"], "unexpected keyword argument 'colour'"),
 ])
-def test_env_input_errors_are_one_block_in_eval(overrides, expected, capsys, monkeypatch):
-    from selfplay.cli import main
-
-    monkeypatch.delenv("SELFPLAY_DEBUG", raising=False)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    assert main(["eval", *overrides]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("selfplay eval: ") and expected in err and "Traceback" not in err
+def test_env_input_errors_are_one_block_in_eval(overrides, expected):
+    result = _cli("eval", *overrides)
+    assert result.returncode == 2, result.stderr
+    err = result.stderr
+    assert err.startswith("selfplay eval: ") and expected in err and "Traceback" not in err, err
 
 
-def test_selfplay_debug_shows_the_traceback(monkeypatch, tmp_path):
-    from selfplay.cli import main
-
-    monkeypatch.setenv("SELFPLAY_DEBUG", "1")
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # what main() sets for SELFPLAY_DEBUG (restored after)
-    with pytest.raises(UserError) as err:
-        main(["eval", "env=math_jsonl", f"env.kwargs.source={tmp_path / 'missing.jsonl'}"])
-    assert isinstance(err.value.__cause__, FileNotFoundError)  # the cause behind the message
+def test_selfplay_debug_shows_the_traceback(tmp_path):
+    result = _cli("eval", "env=math_jsonl", f"env.kwargs.source={tmp_path / 'missing.jsonl'}",
+                  debug=True)
+    assert result.returncode != 0
+    # the cause behind the one-line message is shown
+    assert "Traceback" in result.stderr and "FileNotFoundError" in result.stderr, result.stderr[-2000:]

@@ -14,7 +14,6 @@ import selfplay
 from envs.games.base import TwoPlayerGameEnv
 from envs.protocol import GameOutcome
 
-HERE = Path(__file__).resolve().parent
 PILE = 7  # take 1, 2 or 3 stones; whoever takes the last stone wins
 
 
@@ -60,11 +59,51 @@ class NimEnv(TwoPlayerGameEnv):
 selfplay.register_env("usertest/Nim-v0", entry_point=NimEnv, summary="nim, a pile of 7")
 
 
-def run_cli(*args: str, stdin: str = "", timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+# The README's example, word for word in spirit: a user's own ``nim.py`` in their own directory.
+USER_NIM_MODULE = """
+import numpy as np
+import selfplay
+from envs.games.base import TwoPlayerGameEnv
+from envs.protocol import GameOutcome
+
+class Nim:
+    name, num_actions, state_shape = "nim", 3, (2,)
+    def initial_state(self): return np.array([7, 0], dtype=np.int8)
+    def to_play(self, s): return int(s[1])
+    def legal_mask(self, s): return np.array([s[0] >= k for k in (1, 2, 3)])
+    def next_state(self, s, a): return np.array([s[0] - a - 1, 1 - s[1]], dtype=np.int8)
+    def outcome(self, s):
+        return None if s[0] > 0 else GameOutcome(1.0 if s[1] == 1 else -1.0)
+    def action_to_text(self, a): return str(a + 1)
+    def text_to_action(self, t): return {"1": 0, "2": 1, "3": 2}.get(str(t).strip())
+    def render_text(self, s): return f"nim: {s[0]} stones, player {s[1]} to take 1-3\\n"
+
+class NimEnv(TwoPlayerGameEnv):
+    def __init__(self, **kw): super().__init__(Nim(), **kw)
+
+selfplay.register_env("usertest/Nim-v0", entry_point=NimEnv, summary="nim, a pile of 7")
+"""
+
+
+def user_directory(tmp_path: Path) -> Path:
+    """A user's working directory: their module and one YAML file, nothing else."""
+    (tmp_path / "nim.py").write_text(USER_NIM_MODULE)
+    (tmp_path / "myconf" / "env").mkdir(parents=True)
+    (tmp_path / "myconf" / "env" / "nim.yaml").write_text("id: usertest/Nim-v0\nmodule: nim\n")
+    return tmp_path
+
+
+def run_cli(*args: str, cwd: Path, stdin: str = "", timeout: float = 120,
+            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The installed ``selfplay`` console script, run as a user would: from their own directory,
+    with no PYTHONPATH (unlike ``python -m``, a console script does not see the current directory).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(extra_env or {})
+    script = Path(sys.executable).with_name("selfplay")
     return subprocess.run(
-        [sys.executable, "-m", "selfplay.cli", *args], input=stdin, capture_output=True,
-        text=True, timeout=timeout, env=env, cwd=HERE.parent,
+        [str(script), *args], input=stdin, capture_output=True,
+        text=True, timeout=timeout, env=env, cwd=cwd,
     )
 
 
@@ -75,15 +114,17 @@ def test_registered_env_is_made_by_gymnasium():
 
 
 def test_user_env_listed_and_played_through_the_cli(tmp_path: Path):
-    listed = run_cli("envs", "--import", "test_user_env")
+    home = user_directory(tmp_path)
+    listed = run_cli("envs", "--import", "nim", cwd=home)
     assert listed.returncode == 0, listed.stderr
     assert "usertest/Nim-v0" in listed.stdout and "selfplay/TicTacToe-v0" in listed.stdout
+    by_variable = run_cli("envs", cwd=home, extra_env={"SELFPLAY_ENV_MODULES": "nim"})
+    assert by_variable.returncode == 0, by_variable.stderr
+    assert "usertest/Nim-v0" in by_variable.stdout
 
     # One YAML file of the user's own, found through Hydra's --config-dir.
-    (tmp_path / "env").mkdir()
-    (tmp_path / "env" / "nim.yaml").write_text("id: usertest/Nim-v0\nmodule: test_user_env\n")
     # A malformed move, an illegal one, then legal moves until the game ends (at most 4 of ours).
-    played = run_cli("play", "--config-dir", str(tmp_path), "env=nim", "player=random",
+    played = run_cli("play", "--config-dir", "myconf", "env=nim", "player=random", cwd=home,
                      stdin="banana\n9\n1\n1\n1\n1\n1\n1\n1\n")
     assert played.returncode == 0, played.stderr
     assert "illegal move 'banana'; legal moves: 1, 2, 3" in played.stdout
@@ -91,23 +132,25 @@ def test_user_env_listed_and_played_through_the_cli(tmp_path: Path):
     assert any(verdict in played.stdout for verdict in ("you win", "you lose"))
 
 
-def test_unknown_env_id_lists_registered_ids():
-    result = run_cli("play", "env.id=usertest/Nope-v0", "env.module=test_user_env")
+def test_unknown_env_id_lists_registered_ids(tmp_path: Path):
+    result = run_cli("play", "env.id=usertest/Nope-v0", "env.module=nim",
+                     cwd=user_directory(tmp_path))
     assert result.returncode == 2
     assert "unknown env id 'usertest/Nope-v0'" in result.stderr
     assert "usertest/Nim-v0" in result.stderr and "selfplay/TicTacToe-v0" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_bad_override_gives_hydras_message_not_a_traceback():
-    result = run_cli("play", "learner.lrr=1")
+def test_bad_override_gives_hydras_message_not_a_traceback(tmp_path: Path):
+    result = run_cli("play", "learner.lrr=1", cwd=tmp_path)
     assert result.returncode != 0
     assert "Key 'lrr' not in 'LearnerConfig'" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 
 
-def test_missing_user_module_is_one_clear_error():
-    result = run_cli("play", "env.id=usertest/Nim-v0", "env.module=no_such_module_xyz")
+def test_missing_user_module_is_one_clear_error(tmp_path: Path):
+    result = run_cli("play", "env.id=usertest/Nim-v0", "env.module=no_such_module_xyz",
+                     cwd=tmp_path)
     assert result.returncode == 2
     assert "env.module='no_such_module_xyz' could not be imported" in result.stderr
     assert "Traceback" not in result.stderr

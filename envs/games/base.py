@@ -10,7 +10,6 @@ original absolute text), so that a policy can read the board relative to the pla
 from __future__ import annotations
 
 import enum
-import string
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -34,7 +33,28 @@ STATUS_DRAW = 3
 
 # What an observation may contain: printable ASCII and newlines (the LM's byte vocabulary).
 OBS_CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n"
-OBS_MAX_LENGTH = 256  # the tiny LM's context
+# The longest observation of a game that declares no bound (``max_render_length``). This is a
+# bound on the text, not the policy's context: that is ``policy.max_seq_len``, checked where a
+# state meets the policy (selfplay/policy/priors.py), in tokens.
+OBS_MAX_LENGTH = 4096
+
+
+def action_space_of(game: Game) -> spaces.Text:
+    """The Text space of the game's own moves: their characters and their longest spelling."""
+    texts = [game.action_to_text(a) for a in range(int(game.num_actions))]
+    if not texts or not all(isinstance(t, str) and t for t in texts):
+        raise ValueError(f"{game.name}: action_to_text must give a non-empty str for each of "
+                         f"the {game.num_actions} actions")
+    charset = "".join(sorted(set("".join(texts))))
+    return spaces.Text(max(map(len, texts)), min_length=min(map(len, texts)), charset=charset)
+
+
+def observation_space_of(game: Game) -> spaces.Text:
+    """Printable-ASCII text up to the bound the game declares (``max_render_length``), else
+    ``OBS_MAX_LENGTH``; never shorter than the game's first rendering."""
+    first = len(game.render_text(game.initial_state()))
+    bound = int(getattr(game, "max_render_length", None) or OBS_MAX_LENGTH)
+    return spaces.Text(max(bound, first), min_length=1, charset=OBS_CHARSET)
 
 
 class BoardView(str, enum.Enum):
@@ -188,12 +208,16 @@ class TwoPlayerGameEnv(gym.Env):
             raise ValueError(f"render_mode={render_mode!r}; supported: 'ansi' or None")
         self.game = game
         self.render_mode = render_mode
-        self.observation_space = spaces.Text(OBS_MAX_LENGTH, min_length=1, charset=OBS_CHARSET)
-        self.action_space = spaces.Text(2, min_length=1, charset=string.digits)
+        self.observation_space, self.action_space = self.text_spaces()
         self._state = game.initial_state()
         self._outcome: GameOutcome | None = None
 
     # -- gymnasium API --------------------------------------------------------------------------
+
+    def text_spaces(self) -> tuple[spaces.Text, spaces.Text]:
+        """(observation space, action space), derived from the game. An adapter whose game cannot
+        spell every action up front (OpenSpiel learns its move strings by playing) overrides it."""
+        return observation_space_of(self.game), action_space_of(self.game)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

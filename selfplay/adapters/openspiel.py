@@ -333,15 +333,17 @@ class OpenSpielEnv(TwoPlayerGameEnv):
     def __init__(self, game: str = "tic_tac_toe", parameters: Mapping[str, Any] | None = None,
                  moves: str = "openspiel", illegal_action: str = "lose",
                  render_mode: str | None = None):
+        self._moves = moves
         super().__init__(OpenSpielGame(game, parameters, moves), illegal_action=illegal_action,
                          render_mode=render_mode)
+
+    def text_spaces(self) -> tuple[spaces.Text, spaces.Text]:
         charset, longest = self.game.move_charset()
-        if moves == "openspiel":  # moves random play has not met yet may use other letters
+        if self._moves == "openspiel":  # moves random play has not met yet may use other letters
             charset = "".join(sorted(set(charset) | set(string.ascii_letters + string.digits)))
-        self.action_space = spaces.Text(longest, min_length=1, charset=charset)
-        self.observation_space = spaces.Text(
-            max(OBS_MAX_LENGTH, 2 * self.game.longest_rendering), min_length=1,
-            charset=OBS_CHARSET)
+        observation = spaces.Text(max(OBS_MAX_LENGTH, 2 * self.game.longest_rendering),
+                                  min_length=1, charset=OBS_CHARSET)
+        return observation, spaces.Text(longest, min_length=1, charset=charset)
 
 
 def register() -> list[str]:

@@ -28,10 +28,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from selfplay.atomic import atomic_write_dir, atomic_write_json
+from selfplay.cli import CONF_DIR  # the repository's conf/ or the copy a built package ships
 from selfplay.config import EnvConfig, RayConfig
 from selfplay.errors import UserError
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 METADATA_FILE = "selfplay_rllib.json"  # in a checkpoint: which env its modules play
 
 

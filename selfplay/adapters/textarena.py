@@ -232,10 +232,12 @@ class TextArenaEnv(TwoPlayerGameEnv):
                  illegal_action: str = "lose", render_mode: str | None = None):
         super().__init__(TextArenaGame(game, moves, max_moves, prompt),
                          illegal_action=illegal_action, render_mode=render_mode)
+
+    def text_spaces(self) -> tuple[spaces.Text, spaces.Text]:
         moves_text = "".join(self.game.moves)
-        self.action_space = spaces.Text(max(len(m) for m in self.game.moves), min_length=1,
-                                        charset="".join(sorted(set(moves_text))))
-        self.observation_space = spaces.Text(OBS_MAX_LENGTH, min_length=1, charset=OBS_CHARSET)
+        action = spaces.Text(max(len(m) for m in self.game.moves), min_length=1,
+                             charset="".join(sorted(set(moves_text))))
+        return spaces.Text(OBS_MAX_LENGTH, min_length=1, charset=OBS_CHARSET), action
 
 
 def register() -> list[str]:

@@ -44,11 +44,12 @@ class GameArena:
             # Batches of games until the sequential test decides (error rates: gating.py).
             decision, result = run_sequential(
                 lambda start, n: play_match(self.game, cand, inc, n, seed=seed + start,
+                                            max_moves=arena.max_moves,
                                             opening_plies=arena.gate_opening_plies),
                 SequentialGate.from_config(arena), arena.gate_batch)
         else:
             result = play_match(self.game, cand, inc, arena.gate_games, seed=seed,
-                                opening_plies=arena.gate_opening_plies)
+                                max_moves=arena.max_moves, opening_plies=arena.gate_opening_plies)
             decision = gate(result, threshold=arena.gate_threshold, enabled=arena.gate)
         self.ladder.record(result, version=cand_version)
         return {"result": summarize(result), "accepted": decision.accepted, "score": decision.score}
@@ -69,7 +70,8 @@ class GameArena:
             except ValueError:
                 continue  # e.g. "perfect" exists for tic-tac-toe only
             for player in players:
-                result = play_match(self.game, player, opponent, games, seed=seed)
+                result = play_match(self.game, player, opponent, games, seed=seed,
+                                    max_moves=arena.max_moves)
                 self.ladder.record(result, version=version)
                 results.append(summarize(result))
         return results

@@ -17,7 +17,6 @@ class LearnerConfig:
     value_weight: float = 1.0  # weight of the value loss beside the policy loss
     grad_clip: float = 1.0  # max gradient norm
     publish_every: str = "50steps"  # cadence of new policy versions: "<N>steps" or a period like "30s", "2h", "7d"
-    checkpoint_every: str = "50steps"  # cadence of checkpoints (same grammar)
     keep_optimizer_states: int = 2  # keep the optimiser state (~2x the weights) of the newest N checkpoints only; resume needs the newest (0 = keep all); every version's weights stay
     max_nonfinite_steps: int = 20  # a step with a non-finite loss or gradient norm is skipped (counted as learner/nonfinite_skipped); this many in a row stop the run
     min_replay_steps: int = 512  # decisions in the store before the first learner step

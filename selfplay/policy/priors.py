@@ -73,8 +73,9 @@ def encode_decisions(
         longest = len(s_ids) + max(len(a) for a in a_ids)
         if longest > max_len:
             raise EngineInputError(
-                f"request {i}: state + action is {longest} tokens, longer than the context "
-                f"({max_len})"
+                f"request {i}: state + action is {longest} tokens, longer than the policy's "
+                f"context of {max_len} tokens (policy.max_seq_len, or engine.max_model_len "
+                "if smaller); shorten the game's rendering or raise policy.max_seq_len"
             )
         action_ids.append(a_ids)
     return EncodedDecisions(state_ids, action_ids)
@@ -93,8 +94,9 @@ def encode_generation_prompts(
     for index, ids in enumerate(encoded):
         if len(ids) >= max_len:
             raise EngineInputError(
-                f"request {index}: the prompt is {len(ids)} tokens; the context is "
-                f"{max_len}, so no token could be generated"
+                f"request {index}: the prompt is {len(ids)} tokens; the policy's context is "
+                f"{max_len} (policy.max_seq_len, or engine.max_model_len if smaller), so no "
+                "token could be generated"
             )
     return [list(ids) for ids in encoded]
 
