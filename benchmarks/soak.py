@@ -14,9 +14,10 @@ which stay in the driver's session — and nothing else on the machine. Phases:
   own path (``run.dir`` is frozen across resumes), the run is resumed there and a ballast file
   fills the disk until writes fail; then the ballast goes, the run resumes on the freed disk, and
   the directory moves back (needs root; skipped with a note otherwise);
-- **a reader** polls the live run directory throughout, in a thread: ``selfplay replay`` (list and
-  ``--show -1``) and ``selfplay eval`` of the newest checkpoint; each poll must succeed or refuse
-  with one clear line (never a traceback), and the episode count it sees must never go back;
+- **a reader** polls the live run directory throughout, in a thread: ``selfplay replay`` (lists,
+  ``--show -1``, ``--show 0``) and ``selfplay eval`` of the newest checkpoint; each poll must
+  succeed or refuse with one clear line (never a traceback), the episode count it sees must never
+  go back, and the oldest episode must stay the same;
 - **the last session** runs to its step budget and must finish by itself.
 
 After every phase the run directory is scanned (with the run dead): every Parquet shard read with
@@ -27,8 +28,8 @@ merged shard holds every one of its episodes unchanged: compaction, compared by 
 content, never by file name), no episode id appears twice, version numbers only grow, and the run
 made progress (more episodes and more learner steps than before the phase).
 
-    python benchmarks/soak.py --quick --out /tmp/soak   # 3 kills, short (several minutes)
-    python benchmarks/soak.py --out /tmp/soak           # 20 kills
+    python benchmarks/soak.py --quick --out /tmp/soak   # 3 kills (25 minutes on 2 busy cores)
+    python benchmarks/soak.py --out /tmp/soak           # 20 kills (about 2 hours there)
     python benchmarks/soak.py                           # writes benchmarks/results/soak.json
 
 tests/test_soak.py runs the short version through the same functions.
@@ -75,10 +76,13 @@ TINY = [
     "run.eval_every=1000steps", "arena.gate_games=4", "arena.eval_games=4",
     "arena.search_simulations=4", "ray.num_cpus=2",
 ]
-# What a reader runs against the live run (read-only commands of the `selfplay` CLI).
+# What a reader runs against the live run (read-only commands of the `selfplay` CLI), in turn;
+# `eval` (torch, a model, two games) costs several times a `replay`, so it comes once a round.
 READER_COMMANDS = (
     ("replay", "{run}", "--limit", "3"),
     ("replay", "{run}", "--show", "-1"),
+    ("replay", "{run}", "--limit", "3", "--offset", "5"),
+    ("replay", "{run}", "--show", "0"),
     ("eval", "env=tictactoe", "checkpoint={run}", "player=random", "games=2",
      "search.num_simulations=4", "run.progress=false"),
 )
@@ -425,9 +429,9 @@ def progressed(run_dir: Path, shards_before: set[str], step_before: int) -> Call
 class Reader(threading.Thread):
     """Polls the live run with read-only `selfplay` commands until stopped. A poll is ok (exit 0),
     a refusal (non-zero, one clear message: e.g. no checkpoint yet) or a failure (a traceback, a
-    hang, or an episode count lower than one seen before)."""
+    hang, an episode count lower than one seen before, or another oldest episode than before)."""
 
-    def __init__(self, run_dir: Path, env: dict[str, str], pause_s: float = 1.0,
+    def __init__(self, run_dir: Path, env: dict[str, str], pause_s: float = 2.0,
                  timeout_s: float = 240.0):
         super().__init__(daemon=True)
         self.run_dir, self.env, self.pause_s, self.timeout_s = run_dir, env, pause_s, timeout_s
@@ -436,6 +440,7 @@ class Reader(threading.Thread):
         self.failures: list[str] = []
         self.refused: set[str] = set()  # the distinct refusals' messages
         self.most_episodes = 0
+        self.first_episode = ""  # what `--show 0` names: the oldest episode, the same forever
         self.current: subprocess.Popen | None = None
 
     def run(self) -> None:
@@ -472,6 +477,12 @@ class Reader(threading.Thread):
                 if count < self.most_episodes:
                     self.failures.append(f"{what}: {count} episodes after {self.most_episodes}")
                 self.most_episodes = max(self.most_episodes, count)
+            first = re.search(r"episode ([0-9a-f]{8})", out) if args[-2:] == ["--show", "0"] else None
+            if first:
+                if self.first_episode and first.group(1) != self.first_episode:
+                    self.failures.append(f"{what}: episode 0 is {first.group(1)}, "
+                                         f"was {self.first_episode}")
+                self.first_episode = first.group(1)
         elif err.strip() and len(err.strip().splitlines()) <= 3:
             self.refusals += 1  # one clear message (no run dir yet, no checkpoint yet, ...)
             self.refused.add(re.sub(r"/\S+", "PATH", err.strip().splitlines()[-1])[:160])
@@ -612,7 +623,7 @@ class Soak:
             mid_write = index % 3 == 2
             if mid_write:
                 wait_until(lambda: writes_in_flight(self.run_dir), session,
-                           self.plan.kill_jitter_s * 4, poll=0.005)
+                           self.plan.kill_jitter_s * 2, poll=0.005)
             else:
                 time.sleep(self.rng.uniform(0, self.plan.kill_jitter_s))
             alive = session.alive()

@@ -101,6 +101,8 @@ def test_ledger_flags_torn_shards_changed_checkpoints_and_versions_going_back(tm
     assert any("does not read whole" in p for p in ledger.scan(tmp_path).problems)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 2-3 minutes on 2 quiet cores; a busy machine triples it
 def test_three_kills_an_actor_kill_and_a_reader_lose_nothing_committed(tmp_path: Path):
     plan = SoakPlan(kills=3, actor_kill=True, reader=True, disk_full=False, final_steps=0,
                     kill_jitter_s=3.0, progress_timeout_s=240.0)
