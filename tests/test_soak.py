@@ -134,11 +134,6 @@ def full_disk(tmp_path: Path):
         subprocess.run(["umount", "--lazy", str(mnt)], check=False)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "selfplay/atomic.py atomic_write_bytes opens its '.tmp-<name>-<id>' file and, when the write "
-    "fails (ENOSPC at flush), lets the error out without unlinking it; nothing clears temps in "
-    "the run directory's root (remove_stale_temps runs on checkpoints/ only), so every failed "
-    "write of schedule.json, incumbent.json, lineage.json or summary.json leaves one for good"))
 def test_a_write_that_fails_on_a_full_disk_leaves_no_temp_file(full_disk: Path):
     from selfplay.atomic import atomic_write_json
 
