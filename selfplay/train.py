@@ -183,17 +183,20 @@ class Driver:
         self.pacing = Pacing(cfg.learner.samples_per_decision, cfg.learner.batch_size,
                              cfg.learner.min_replay_steps)
         self.kind = workers.kind
+        # The actors a run has one of live on the head node (Ray's own head-node resource): a
+        # lost worker node then costs only rollout actors, which replace_actor replaces.
+        here = {"resources": {"node:__internal_head__": 0.001}}
         self.replay = remote_replay_actor(
             str(run_dir), cfg.learner.replay_window, cfg.learner.max_staleness,
             cfg.learner.prioritized, keep=workers.keep, resume=cfg.run.resume,
             priority_beta=cfg.learner.priority_beta,
-            compact_fanout=cfg.learner.replay_compact_fanout,
+            compact_fanout=cfg.learner.replay_compact_fanout, extra_options=here,
         )
         # num_cpus=0: on a 2-core laptop reserving a core per actor would leave none to start
         # the others; the OS shares the cores, and pacing (below) keeps the work balanced.
         gpus = actor_resources(cfg)  # {"num_gpus": ...} per role: selfplay/placement.py
-        self.learner = ray.remote(LearnerWorker).options(num_cpus=0, **gpus["learner"]).remote(workers.learner, self.replay)
-        self.evaluator = ray.remote(EvaluatorWorker).options(num_cpus=0, **gpus["evaluator"]).remote(workers.evaluator)
+        self.learner = ray.remote(LearnerWorker).options(num_cpus=0, **gpus["learner"], **here).remote(workers.learner, self.replay)
+        self.evaluator = ray.remote(EvaluatorWorker).options(num_cpus=0, **gpus["evaluator"], **here).remote(workers.evaluator)
         self.make_rollout_actor = lambda i: ray.remote(RolloutWorker).options(num_cpus=0, **gpus["rollout"]).remote(workers.rollout, i)
         self.actors = [self.make_rollout_actor(i) for i in range(cfg.run.num_actors)]
         self.actor_failures = 0

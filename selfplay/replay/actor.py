@@ -135,6 +135,7 @@ def remote_replay_actor(
     num_cpus: float = 0,
     priority_beta: float = 1.0,
     compact_fanout: int = DEFAULT_FANOUT,
+    extra_options: dict[str, Any] | None = None,
 ):
     """Start a ReplayActor as a Ray actor (Ray must be initialised); returns its handle.
 
@@ -144,7 +145,8 @@ def remote_replay_actor(
     many small shards merge into one; 0 never merges).
 
     ``num_cpus=0`` by default: the actor mostly waits on disk, and on a 2-core laptop a whole
-    core reserved for it would starve the rollout actors.
+    core reserved for it would starve the rollout actors. ``extra_options`` go to
+    ``.options()`` as they are (the driver pins the actor to its own node).
     """
     import ray  # here, not at module top: the plain path must not pay for importing Ray
 
@@ -154,6 +156,7 @@ def remote_replay_actor(
     options: dict[str, Any] = {"num_cpus": num_cpus}
     if name is not None:
         options["name"] = name
+    options.update(extra_options or {})
     return (
         ray.remote(ReplayActor)
         .options(**options)
