@@ -13,21 +13,18 @@ already in WORK (WORK defaults to a temporary folder, removed afterwards). Needs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-from typing import Self
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from view_speed import Server
 
 VIEWPORT = {"width": 1100, "height": 700}
 MAX_BYTES = 150_000
@@ -57,41 +54,6 @@ def train(run_dir: Path, overrides: list[str]) -> None:
                           check=False)
     if done.returncode != 0:
         raise SystemExit(f"selfplay train failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-
-
-class Viewer:
-    """`selfplay view RUN_DIR`'s app on a free loopback port, in a thread."""
-
-    def __init__(self, run_dir: Path):
-        import uvicorn
-
-        from selfplay.view.app import make_app
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(make_app(run_dir), log_level="warning",
-                                                    access_log=False))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-    def json(self, path: str) -> dict:
-        import urllib.request
-
-        with urllib.request.urlopen(self.base + path, timeout=300) as r:
-            return json.loads(r.read())
 
 
 def shoot(page, url: str, path: Path, prepare=None) -> None:
@@ -149,29 +111,29 @@ def main() -> None:
                 train(run_dir, overrides)
         from playwright.sync_api import sync_playwright
 
-        with sync_playwright() as p, Viewer(game_dir) as game, Viewer(text_dir) as text:
+        with sync_playwright() as p, Server(game_dir, 1.0) as game, Server(text_dir, 1.0) as text:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=ARGS)
             page = browser.new_page(viewport=VIEWPORT)
             page.set_default_timeout(120_000)
             out = args.out
             shoot(page, game.base + "/", out / "view-run.png")
             shoot(page, game.base + "/episodes", out / "view-episodes.png")
-            longest = game.json("/episodes.json?sort=length&order=desc&size=1")["rows"][0]
+            longest = game.get("/episodes.json?sort=length&order=desc&size=1")[1]["rows"][0]
             episode = f"/episodes/{longest['episode_id']}"
             shoot(page, game.base + episode + "?step=3", out / "view-episode-game.png")
             # The decision whose recorded tree goes deepest (fewer moves left: deeper trees).
-            depths = [game.json(f"{episode}/steps/{n}/search.json")["tree"]["depth_recorded"]
+            depths = [game.get(f"{episode}/steps/{n}/search.json")[1]["tree"]["depth_recorded"]
                       for n in range(1, longest["num_steps"])]
             deepest = 1 + max(range(len(depths)), key=lambda i: (depths[i], -i))
             shoot(page, game.base + episode + f"/steps/{deepest}/search", out / "view-search.png",
                   expand_two_levels)
             # The checkpoints (a short run may have played its episodes with the first alone).
-            versions = [v["version"] for v in game.json("/run.json")["versions"]]
-            start = game.json(episode + ".json")["steps"][0]["observation"]
+            versions = [v["version"] for v in game.get("/run.json")[1]["versions"]]
+            start = game.get(episode + ".json")[1]["steps"][0]["observation"]
             shoot(page, game.base + "/compare?" + urlencode(
                 {"a": versions[0], "b": versions[-1], "at": start, "live": 1}),
                 out / "view-compare.png", show_live)
-            row = text.json("/episodes.json?sort=length&order=desc&size=1")["rows"][0]
+            row = text.get("/episodes.json?sort=length&order=desc&size=1")[1]["rows"][0]
             shoot(page, text.base + f"/episodes/{row['episode_id']}?step=2",
                   out / "view-episode-text.png")
             browser.close()

@@ -85,7 +85,7 @@ def write_run(run_dir: Path, episodes: int, seed: int = 0) -> dict:
 class Server:
     """The viewer of ``run_dir`` on a free loopback port, in a thread."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, refresh_s: float = 0.0):
         import uvicorn
 
         from selfplay.view.app import make_app
@@ -94,7 +94,7 @@ class Server:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(make_app(run_dir, refresh_s=0.0),
+        self.server = uvicorn.Server(uvicorn.Config(make_app(run_dir, refresh_s=refresh_s),
                                                     log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True)
@@ -113,9 +113,10 @@ class Server:
         self.thread.join(timeout=10)
         self.sock.close()
 
-    def get(self, path: str, params: dict) -> tuple[float, dict]:
+    def get(self, path: str, params: dict | None = None) -> tuple[float, dict]:
         started = time.perf_counter()
-        with urllib.request.urlopen(f"{self.base}{path}?{urlencode(params)}", timeout=600) as r:
+        with urllib.request.urlopen(f"{self.base}{path}" + (f"?{urlencode(params)}" if params else ""),
+                                    timeout=600) as r:
             data = json.loads(r.read())
         return time.perf_counter() - started, data
 
