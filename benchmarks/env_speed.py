@@ -7,7 +7,11 @@ Measures, on one core and in the same run:
       over all games) vs OpenSpiel driven from Python (legal_actions / apply_action);
   (b) random-rollout UCT simulations per second from the empty board: ours (one search, and a
       batch of searches in one call) vs OpenSpiel's Python ``MCTSBot`` and its C++ ``MCTSBot``,
-      all with uct_c=2, one random rollout per simulation, no solver.
+      all with uct_c=2, one random rollout per simulation, no solver;
+  (c) the OpenSpiel adapter's overhead (``selfplay.adapters.openspiel``): random playouts of
+      OpenSpiel's own game through the ``Game`` protocol that search uses (legal_mask /
+      next_state / outcome on history states) and through the gymnasium env (reset / step with
+      move strings), each against the same game driven from pyspiel directly.
 Prints a table and writes benchmarks/results/env_speed.json (DESIGN.md's benchmarks protocol;
 a --quick run writes env_speed.quick.json instead).
 """
@@ -116,6 +120,48 @@ def spiel_mcts_cpp(pyspiel: Any, name: str, sims: int, seconds: float) -> float:
     return rate(lambda: (bot.step(game.new_initial_state()), sims)[1], seconds)
 
 
+# ---- the OpenSpiel adapter ---------------------------------------------------------------
+
+
+def adapter_playouts(name: str, seconds: float) -> float:
+    """Random playouts of OpenSpiel's game through our adapter's ``Game`` protocol."""
+    from selfplay.adapters.openspiel import OpenSpielGame
+
+    game = OpenSpielGame(SPIEL_NAMES[name])
+    rng = np.random.default_rng(0)
+
+    def one() -> int:
+        state = game.initial_state()
+        while game.outcome(state) is None:
+            legal = np.flatnonzero(game.legal_mask(state))
+            state = game.next_state(state, int(legal[rng.integers(len(legal))]))
+        return 1
+
+    return rate(one, seconds)
+
+
+def adapter_env_playouts(name: str, seconds: float) -> float:
+    """Random playouts through the adapter's gymnasium env: reset, then step with move strings
+    taken from ``info["legal_actions"]`` (what a text policy sees and writes)."""
+    import selfplay
+    from selfplay.adapters.openspiel import register
+
+    register()
+    env = selfplay.make_env(f"openspiel/{SPIEL_NAMES[name]}-v0")
+    rng = np.random.default_rng(0)
+
+    def one() -> int:
+        _, info = env.reset()
+        done = False
+        while not done:
+            legal = info["legal_actions"]
+            _, _, terminated, truncated, info = env.step(legal[rng.integers(len(legal))])
+            done = terminated or truncated
+        return 1
+
+    return rate(one, seconds)
+
+
 # ---- the run -------------------------------------------------------------------------------
 
 
@@ -192,6 +238,17 @@ def main() -> None:
                 "info",
             )
         )
+
+    if pyspiel:
+        for name in GAMES:
+            base = spiel_playouts(pyspiel, name, t_base)
+            spiel_name = "the same OpenSpiel game from Python (legal_actions/apply_action)"
+            figures.append(figure(f"openspiel/{SPIEL_NAMES[name]} through the adapter's Game",
+                                  "games/s", adapter_playouts(name, t_base), base, spiel_name,
+                                  "info (the adapter's overhead)"))
+            figures.append(figure(f"openspiel/{SPIEL_NAMES[name]} through the adapter's env",
+                                  "games/s", adapter_env_playouts(name, t_base), base, spiel_name,
+                                  "info (the adapter's overhead)"))
 
     where = machine(NOTE)
     print(f"env_speed ({'quick' if args.quick else 'full'}) on {where}")

@@ -577,8 +577,9 @@ class Soak:
                                     self.work / f"session-{self.sessions:02d}.log", self.env)
         return self.current
 
-    def check(self, phase: Phase, want_progress: bool = True) -> Scan:
-        """Scan the dead run against the ledger; record the phase."""
+    def check(self, phase: Phase, want_progress: bool = True, budget_steps: int = 0) -> Scan:
+        """Scan the dead run against the ledger; record the phase. ``want_progress``: new
+        episodes and learner steps since the last scan; ``budget_steps``: the learner got there."""
         before = self.last
         scan = self.ledger.scan(self.run_dir)
         phase.episodes, phase.learner_step = scan.episodes, scan.learner_step
@@ -591,6 +592,9 @@ class Soak:
                                   and scan.learner_step > before.learner_step):
             phase.problems.append(f"no progress: episodes {before.episodes} -> {scan.episodes}, "
                                   f"learner step {before.learner_step} -> {scan.learner_step}")
+        if scan.learner_step < budget_steps:
+            phase.problems.append(f"learner step {scan.learner_step} short of the session's "
+                                  f"budget of {budget_steps}")
         self.last = scan
         self.result.phases.append(phase)
         self.result.violations += [f"{phase.name}: {p}" for p in phase.problems]
@@ -719,6 +723,9 @@ class Soak:
                                   f"{time.monotonic() - filled:.0f} s after the disk filled"
                                   if got == "exited" else "still running 90 s after the disk filled")
             info["last_lines"] = session.tail(4)
+            # Said as one block ("the disk is full ... run.resume=true"), not a traceback.
+            info["one_block_message"] = (got == "exited" and "Traceback" not in session.tail(400)
+                                         and "the disk is full" in session.tail(4))
             phase.outcome = info["after_full"]
             self.say(f"  disk full: {info['after_full']}; last lines:\n    "
                      + info["last_lines"].replace("\n", "\n    "))
@@ -760,7 +767,9 @@ class Soak:
                 phase.problems.append(f"exit {rc}:\n{session.tail()}")
         phase.seconds = time.monotonic() - t0
         self.result.final = phase.outcome
-        self.check(phase)
+        # Its budget is learner steps: the learner may reach it from what replay already holds
+        # before an actor commits again, so progress here is the budget reached, not new episodes.
+        self.check(phase, want_progress=False, budget_steps=budget)
 
     # -- the whole soak
 

@@ -4,8 +4,10 @@
     check_text_env(gymnasium.make("selfplay/TicTacToe-v0"))
 
 It complements gymnasium's ``check_env`` with what our loop relies on: string observations, float
-rewards, no crash on malformed actions (non-strings and a 1 MB string included), and same-seed
-determinism. Games (envs whose info carries "legal_actions") are also checked for the legal-move
+rewards, no crash on malformed actions (non-strings and a 1 MB string included), same-seed
+determinism, and every observation (and, in a game, every legal move) inside the env's declared
+``Text`` spaces (their charset and max_length: what gymnasium's own checker samples but never
+compares with what the env returns). Games (envs whose info carries "legal_actions") are also checked for the legal-move
 bookkeeping and the illegal-action rule. A text env with a ``reference_actions()`` method (MathEnv,
 CodeEnv) is checked for its references: stepped from ``reset(seed)``, they are in the action space,
 only the last one ends the episode, and it ends with reward 1.0 (the env's own reward,
@@ -42,6 +44,22 @@ def _env_name(env: gym.Env) -> str:
     return spec.id if spec is not None else type(env.unwrapped).__name__
 
 
+def _check_in_space(env: gym.Env, name: str, where: str, obs: str, info: dict) -> None:
+    """The observation and the legal moves lie inside the declared Text spaces."""
+    obs_space, act_space = env.observation_space, env.action_space
+    if isinstance(obs_space, gym.spaces.Text) and not obs_space.contains(obs):
+        outside = sorted(set(obs) - set(obs_space.character_set))
+        _fail(name, f"{where} observation ({len(obs)} characters) is outside the observation "
+              f"space (max_length {obs_space.max_length}"
+              + (f"; characters not in its charset: {''.join(outside)!r:.40}" if outside else "")
+              + ")")
+    if isinstance(act_space, gym.spaces.Text):
+        for move in info.get("legal_actions") or ():
+            if isinstance(move, str) and not act_space.contains(move):
+                _fail(name, f"{where}: legal move {move!r:.40} is outside the action space "
+                      f"(charset or max_length {act_space.max_length})")
+
+
 def _check_reset(env: gym.Env, name: str, seed: int) -> dict[str, Any]:
     out = env.reset(seed=seed)
     if not (isinstance(out, tuple) and len(out) == 2):
@@ -53,6 +71,7 @@ def _check_reset(env: gym.Env, name: str, seed: int) -> dict[str, Any]:
         _fail(name, f"reset() info must be a dict, got {type(info).__name__}")
     if "legal_actions" in info:
         _check_game_info(name, info, "reset()")
+    _check_in_space(env, name, "reset()", obs, info)
     return info
 
 
@@ -87,6 +106,7 @@ def _check_step(env: gym.Env, name: str, action: Any) -> tuple[str, float, bool,
         _fail(name, f"{where} info must be a dict")
     if "legal_actions" in info:
         _check_game_info(name, info, where)
+    _check_in_space(env, name, where, obs, info)
     return obs, float(reward), bool(terminated), bool(truncated), info
 
 

@@ -11,8 +11,9 @@ command honours. That module is looked up in the current directory first, as ``p
 (a console script does not put it on the path), so ``nim.py`` next to the user is found.
 
 A mistake in what the user asked for (a ``UserError``: a config value, an env id, a dataset line)
-is printed as one block on stderr with exit status 2, never as a traceback; ``SELFPLAY_DEBUG=1``
-(or Hydra's own ``HYDRA_FULL_ERROR=1``) shows the traceback behind it.
+is printed as one block on stderr with exit status 2, never as a traceback; a full disk is one
+block too (exit status 1: what is committed is intact, resume once there is space);
+``SELFPLAY_DEBUG=1`` (or Hydra's own ``HYDRA_FULL_ERROR=1``) shows the traceback behind either.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from selfplay.errors import UserError
+from selfplay.errors import UserError, disk_full_error, disk_full_message
 
 def find_conf_dir() -> Path:
     """The Hydra configs: the copy a built package ships as ``selfplay/conf`` (setup.py), else
@@ -83,6 +84,12 @@ def run_hydra_command(command: str, task: Callable[[object], int | None], argv: 
                 raise
             print(f"selfplay {command}: {err}", file=sys.stderr)
             result["rc"] = 2
+        except Exception as err:  # a full disk is the machine's state, not a bug: one block too
+            full = disk_full_error(err)
+            if full is None or show_tracebacks():
+                raise
+            print(f"selfplay {command}: {disk_full_message(full)}", file=sys.stderr)
+            result["rc"] = 1
 
     saved = sys.argv
     sys.argv = [f"selfplay {command}", *argv]

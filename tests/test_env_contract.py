@@ -52,3 +52,18 @@ def test_checker_catches_a_crashing_env() -> None:
     env.unwrapped.step = fragile_step
     with pytest.raises(TextEnvContractError, match="raised TypeError"):
         check_text_env(env)
+
+
+def test_checker_catches_observations_and_moves_outside_the_declared_spaces() -> None:
+    from gymnasium import spaces
+
+    env = make_env("selfplay/TicTacToe-v0")
+    check_text_env(env)  # as declared, it holds
+    observation_space = env.unwrapped.observation_space
+    env.unwrapped.observation_space = spaces.Text(8, charset=observation_space.character_set)
+    with pytest.raises(TextEnvContractError, match="outside the observation space"):
+        check_text_env(env)
+    env.unwrapped.observation_space = observation_space
+    env.unwrapped.action_space = spaces.Text(1, charset="abc")  # tic-tac-toe's moves are digits
+    with pytest.raises(TextEnvContractError, match="legal move '.*' is outside the action space"):
+        check_text_env(env)

@@ -140,3 +140,36 @@ def test_a_write_that_fails_on_a_full_disk_leaves_no_temp_file(full_disk: Path):
     with pytest.raises(OSError):
         atomic_write_json(full_disk / "schedule.json", {"publish": {"last_time": 1.0}})
     assert not list(full_disk.glob(".tmp-*"))
+
+
+def test_the_cause_of_a_full_disk_is_found_through_ray_and_exception_chains():
+    import errno
+
+    from ray.exceptions import RayTaskError
+
+    from selfplay.errors import disk_full_error
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/run/checkpoints/.tmp-x")
+    from_actor = RayTaskError("LearnerWorker.train", "Traceback ...", full).as_instanceof_cause()
+    try:
+        try:
+            raise full
+        except OSError as inner:
+            raise RuntimeError("publishing failed") from inner
+    except RuntimeError as outer:
+        chained = outer
+    assert disk_full_error(from_actor) is full and disk_full_error(chained) is full
+    assert disk_full_error(OSError(errno.EACCES, "Permission denied")) is None
+    assert disk_full_error(ValueError("no")) is None
+
+
+def test_train_on_a_full_disk_is_one_block_saying_what_is_safe(full_disk: Path):
+    env = {k: v for k, v in os.environ.items() if k not in ("SELFPLAY_DEBUG", "HYDRA_FULL_ERROR")}
+    result = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "train", "env=tictactoe",
+         f"run.dir={full_disk / 'run'}", "run.progress=false"],
+        capture_output=True, text=True, timeout=180, cwd=REPO, env=env, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "selfplay train: the disk is full" in result.stderr
+    assert "run.resume=true" in result.stderr
