@@ -102,6 +102,7 @@ class SoakPlan:
     final_steps: int = 8  # learner steps the last, unkilled session adds before it finishes
     seed: int = 0  # the random kill moments
     kill_jitter_s: float = 6.0  # a kill lands uniformly within this long after the progress seen
+    mid_write_every: int = 3  # every this many-th kill waits for a write in flight (.tmp- on disk)
     progress_timeout_s: float = 300.0  # a session that commits nothing new within this is a stall
     disk_mib: int = 0  # tmpfs size; 0: the run directory's size plus 24 MiB
     overrides: tuple[str, ...] = ()  # extra `selfplay train` overrides
@@ -624,7 +625,7 @@ class Soak:
         if self.await_progress(session, phase):
             if index == 0 and self.plan.actor_kill:
                 self.kill_rollout_actor(session, phase)
-            mid_write = index % 3 == 2
+            mid_write = index % self.plan.mid_write_every == self.plan.mid_write_every - 1
             if mid_write:
                 wait_until(lambda: writes_in_flight(self.run_dir), session,
                            self.plan.kill_jitter_s * 2, poll=0.005)

@@ -1,5 +1,6 @@
-"""The soak (benchmarks/soak.py), short: a live `selfplay train` SIGKILLed three times and resumed,
-a rollout actor killed mid-play, a reader beside it; nothing committed lost, changed or doubled.
+"""The soak (benchmarks/soak.py), short: a live `selfplay train` SIGKILLed twice (once mid-write)
+and resumed, a rollout actor killed mid-play, a reader beside it; nothing committed lost, changed
+or doubled.
 
 The first tests check the checker: the ledger that compares scans of a run directory must accept
 a compaction (same episodes, other files) and flag each kind of damage, or the soak proves nothing.
@@ -103,12 +104,14 @@ def test_ledger_flags_torn_shards_changed_checkpoints_and_versions_going_back(tm
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # 2-3 minutes on 2 quiet cores; a busy machine triples it
-def test_three_kills_an_actor_kill_and_a_reader_lose_nothing_committed(tmp_path: Path):
-    plan = SoakPlan(kills=3, actor_kill=True, reader=True, disk_full=False, final_steps=0,
-                    kill_jitter_s=3.0, progress_timeout_s=240.0)
+def test_two_kills_an_actor_kill_and_a_reader_lose_nothing_committed(tmp_path: Path):
+    # The first session loses a rollout actor, then the whole run at a random moment; the second
+    # is killed while a write is in flight. (tests/test_train_text.py kills a text run too.)
+    plan = SoakPlan(kills=2, actor_kill=True, reader=True, disk_full=False, final_steps=0,
+                    kill_jitter_s=3.0, mid_write_every=2, progress_timeout_s=240.0)
     result = Soak(plan, tmp_path).run()
     assert result.violations == [], "\n".join(result.violations)
-    assert result.kills == result.kills_survived == 3 and result.resumes == 2
+    assert result.kills == result.kills_survived == 2 and result.resumes == 1
     assert result.actor_kills == result.actor_kills_survived == 1
     assert result.episodes_lost == 0 and result.stalls == 0
     assert result.episodes > 0 and result.checkpoints == result.checkpoints_intact > 1

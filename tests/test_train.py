@@ -1,13 +1,11 @@
-"""`selfplay train` end to end through real local Ray, then resume, replay, and a kill -9."""
+"""`selfplay train` end to end through real local Ray, then resume and replay (kill -9 and resume:
+tests/test_soak.py, which checks every committed episode and checkpoint across the kills)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -94,28 +92,6 @@ def test_resume_continues_version_numbering(trained_run: Path):
     assert pd.read_parquet(trained_run / "episodes")["episode_id"].nunique() > episodes_before
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["learner_steps"] >= 16  # counted from the checkpoint, not from zero
-
-
-def test_kill_minus_nine_loses_only_work_in_flight(tmp_path: Path):
-    run_dir = tmp_path / "killed"
-    proc = subprocess.Popen(selfplay_cmd("train", *TINY, f"run.dir={run_dir}",
-                                         "run.budget_minutes=5"),
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 150
-        while time.time() < deadline and len(list((run_dir / "episodes").glob("shard-*"))) < 3:
-            time.sleep(0.5)
-        assert list((run_dir / "episodes").glob("shard-*")), "no shard written in time"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    steps = pd.read_parquet(run_dir / "episodes")  # every completed shard reads whole
-    lengths = steps.groupby("episode_id").size()
-    assert (lengths == steps.groupby("episode_id")["num_steps"].first()).all()
-    run("train", *TINY, f"run.dir={run_dir}", "run.resume=true", "run.budget_steps=4",
-        "run.budget_minutes=3")
-    assert versions(run_dir)[0] == 0
 
 
 def test_wrong_loss_or_unknown_env_is_one_clear_error_before_ray(tmp_path: Path):

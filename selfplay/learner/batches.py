@@ -36,6 +36,18 @@ class MergedDecision:
     weight: float = 0.0  # sum of the merged draws' importance-sampling weights (count if uniform)
 
 
+def mixed_value_targets(outcomes: np.ndarray, root_values: np.ndarray, mix: float) -> np.ndarray:
+    """``(1 - mix) * outcome + mix * root value`` per decision, both from the view of the player
+    to move; a decision without a root value (nan: no search) keeps its outcome.
+
+    The outcome is unbiased but noisy (one game's result for every position of it); the root
+    value is the search's lower-variance, biased estimate (KataGo and others mix the two)."""
+    outcomes = np.asarray(outcomes, dtype=np.float32)
+    roots = np.asarray(root_values, dtype=np.float32)
+    mixed = (1.0 - mix) * outcomes + mix * roots
+    return np.where(np.isfinite(roots), mixed, outcomes).astype(np.float32)
+
+
 def merge_duplicates(batch: Batch) -> list[MergedDecision]:
     """Group decisions with the same observation and candidate actions.
 

@@ -13,8 +13,12 @@ class LearnerConfig:
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 1e-4  # AdamW weight decay
     warmup_steps: int = 20  # linear learning-rate warm-up
+    lr_schedule: str = "constant"  # after the warm-up: constant (online training has no end) | cosine (down to lr * lr_min_factor at lr_decay_steps, then flat)
+    lr_decay_steps: int = 0  # cosine: learner steps from the end of the warm-up to the floor (required > 0 with cosine)
+    lr_min_factor: float = 0.1  # cosine: the floor, as a fraction of lr
     batch_size: int = 256  # decisions per learner step
     value_weight: float = 1.0  # weight of the value loss beside the policy loss
+    value_target_mix: float = 0.0  # alphazero: value target = (1 - m) * game outcome + m * the search's root value (0: the outcome alone, as AlphaZero; decisions without a root value keep the outcome)
     grad_clip: float = 1.0  # max gradient norm
     publish_every: str = "50steps"  # cadence of new policy versions: "<N>steps" or a period like "30s", "2h", "7d"
     keep_optimizer_states: int = 2  # keep the optimiser state (~2x the weights) of the newest N checkpoints only; resume needs the newest (0 = keep all); every version's weights stay
@@ -34,8 +38,22 @@ class LearnerConfig:
     normalize_advantages: bool = True  # grpo: divide group-relative advantages by the group's reward std (False: Dr. GRPO)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 def check_learner_config(cfg: LearnerConfig) -> None:
     """A UserError naming the key for a value no learner can run with."""
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"learner.lr_schedule={cfg.lr_schedule!r}: must be one of "
+                        f"{', '.join(LR_SCHEDULES)}")
+    if cfg.lr_schedule == "cosine" and cfg.lr_decay_steps <= 0:
+        raise UserError(f"learner.lr_schedule=cosine needs learner.lr_decay_steps > 0 (the steps "
+                        f"from the warm-up's end to the floor), not {cfg.lr_decay_steps}")
+    if not 0.0 <= cfg.lr_min_factor <= 1.0:
+        raise UserError(f"learner.lr_min_factor={cfg.lr_min_factor}: must be in [0, 1]")
+    if not 0.0 <= cfg.value_target_mix <= 1.0:
+        raise UserError(f"learner.value_target_mix={cfg.value_target_mix}: must be in [0, 1] "
+                        "(0: the game outcome alone, 1: the search's root value alone)")
     if cfg.keep_optimizer_states < 0:
         raise UserError(f"learner.keep_optimizer_states={cfg.keep_optimizer_states}: must be "
                         ">= 0 (0 keeps every checkpoint's optimiser state)")

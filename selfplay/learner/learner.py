@@ -10,8 +10,9 @@ the run has diverged, and it stops with a ``NonFiniteTrainingError``.
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 
 from selfplay.errors import UserError
 from selfplay.learner.batches import BUILDERS, merge_duplicates  # noqa: F401 (re-exported)
+from selfplay.learner.batches import mixed_value_targets
 from selfplay.learner.config import LearnerConfig
 from selfplay.learner.losses import Loss, get_loss
 from selfplay.policy.model import PolicyModel
@@ -36,11 +38,19 @@ class NonFiniteTrainingError(UserError):
     """Too many learner steps in a row had a non-finite loss or gradient norm."""
 
 
-def warmup_schedule(warmup_steps: int):
-    """Linear warm-up to the base learning rate, then constant (online training has no end)."""
+def warmup_schedule(warmup_steps: int, schedule: str = "constant", decay_steps: int = 0,
+                    min_factor: float = 0.1):
+    """The learning-rate factor at each step: a linear warm-up to the base rate, then constant
+    (online training has no end) or a cosine from 1 down to ``min_factor`` over ``decay_steps``,
+    flat at the floor after that (a long run keeps learning at the floor)."""
 
     def factor(step: int) -> float:
-        return min(1.0, (step + 1) / max(1, warmup_steps))
+        if step + 1 < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule != "cosine":
+            return 1.0
+        done = min(1.0, (step + 1 - max(1, warmup_steps)) / max(1, decay_steps))
+        return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * done))
 
     return factor
 
@@ -60,7 +70,8 @@ class Learner:
             model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_schedule(cfg.warmup_steps)
+            self.optimizer, warmup_schedule(cfg.warmup_steps, cfg.lr_schedule,
+                                            cfg.lr_decay_steps, cfg.lr_min_factor)
         )
         self.step = 0
         self.nonfinite_skipped = 0  # steps skipped for a non-finite loss or gradient, in all
@@ -87,6 +98,9 @@ class Learner:
         start = time.perf_counter()
         self.model.train()
         try:
+            if self.loss.batch == "decisions" and self.cfg.value_target_mix > 0:
+                batch = replace(batch, value_targets=mixed_value_targets(
+                    batch.value_targets, batch.root_values, self.cfg.value_target_mix))
             inputs, extra = BUILDERS[self.loss.batch](self.model, self.tokenizer, batch,
                                                       self.reference)
             options = {key: getattr(self.cfg, key) for key in self.loss.options}

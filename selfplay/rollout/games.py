@@ -3,6 +3,13 @@
 Every move of every unfinished game is searched in one ``GameSearch.run`` call, so the engine sees
 one batch of leaves per wave across all games. Each decision is recorded with its search
 statistics; the finished games become ``Episode`` records for the replay store.
+
+Playout-cap randomisation (KataGo, Wu 2019): with ``fast_search`` and ``full_search_prob`` < 1,
+each move of the batch is searched in full (with root noise) with that probability, else by the
+cheap ``fast_search`` (no noise). A fast decision is played but recorded without search
+statistics, so the learner, which trains on searched decisions only, never takes a target from
+it; the games get longer-sighted targets for the same compute. One draw per move of the batch
+keeps the engine's batches whole.
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ def play_selfplay_games(
     temperature_moves: int = 4,
     actor: str = "",
     on_move: Callable[[int], None] | None = None,
+    fast_search: GameSearch | None = None,
+    full_search_prob: float = 1.0,
 ) -> list[Episode]:
     """Play ``num_games`` games to the end; returns them in the order they finished."""
     rng = np.random.default_rng(seed)
@@ -74,8 +83,11 @@ def play_selfplay_games(
     steps: list[list[Step]] = [[] for _ in range(num_games)]
     active = list(range(num_games))
     finished: list[Episode] = []
+    fast_moves = [0] * num_games
     while active:
-        result = search.run([states[g] for g in active], rng=rng, add_noise=True)
+        full = fast_search is None or full_search_prob >= 1.0 or rng.random() < full_search_prob
+        result = (search if full else fast_search).run([states[g] for g in active], rng=rng,
+                                                       add_noise=full)
         still_active = []
         for row, g in enumerate(active):
             stats, legal = result.stats[row], result.legal_actions[row]
@@ -83,13 +95,14 @@ def play_selfplay_games(
             choice = select_action(np.asarray(stats.visits, dtype=np.float64), t, rng)
             action = int(legal[choice])
             player = game.to_play(states[g])
+            fast_moves[g] += not full
             steps[g].append(
                 Step(
                     observation=game.render_text(states[g]),
                     action=game.action_to_text(action),
                     player=player,
                     reward=0.0,
-                    search=stats,
+                    search=stats if full else None,  # a fast search's visits are no target
                     legal_actions=list(stats.actions),
                 )
             )
@@ -111,7 +124,8 @@ def play_selfplay_games(
                     started_at=started,
                     finished_at=time.time(),
                     actor=actor,
-                    info={"termination": outcome.reason},
+                    info={"termination": outcome.reason, **(
+                        {"fast_moves": fast_moves[g]} if fast_search is not None else {})},
                 )
             )
         if on_move is not None:

@@ -47,13 +47,20 @@ class GameSelfPlay:
         if self.game is None:
             raise UserError(f"rollout.mode=game_selfplay: env.id={cfg.env.id} is not a "
                             "two-player game (text tasks: rollout.mode=sample_groups)")
-        self._make = lambda: GameSearch.from_config(
-            self.game, cached_evaluator(engine_evaluator(engine, self.game)), cfg.search)
-        self.search = None
+        self._engine_evaluator = lambda: engine_evaluator(engine, self.game)
+        self._search_of = GameSearch.from_config
+        self.search = self.fast_search = None
 
     def on_weights(self, version: int) -> None:
         # New weights, new evaluations: the cache must not outlive the version it was built on.
-        self.search = self._make()
+        # The fast search of playout-cap randomisation shares it (same weights, same positions).
+        evaluate = cached_evaluator(self._engine_evaluator())
+        search = self.cfg.search
+        self.search = self._search_of(self.game, evaluate, search)
+        self.fast_search = None
+        if search.full_search_prob < 1.0:
+            self.fast_search = self._search_of(self.game, evaluate, replace(
+                search, num_simulations=search.fast_simulations, dirichlet_fraction=0.0))
 
     def play(self, count: int, seed: int, actor: str) -> list[Episode]:
         return play_selfplay_games(
@@ -61,6 +68,7 @@ class GameSelfPlay:
             policy_version=int(self.engine.policy_version), seed=seed,
             temperature=self.cfg.search.temperature,
             temperature_moves=self.cfg.search.temperature_moves, actor=actor,
+            fast_search=self.fast_search, full_search_prob=self.cfg.search.full_search_prob,
         )
 
 

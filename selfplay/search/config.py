@@ -16,4 +16,19 @@ class SearchConfig:
     temperature_moves: int = 4  # after this many moves the choice is greedy (temperature 0)
     leaves_per_tree: int = 1  # leaves taken per tree per batch (virtual loss when > 1)
     virtual_loss: float = 1.0  # value penalty on a path in flight, when leaves_per_tree > 1
+    full_search_prob: float = 1.0  # playout-cap randomisation (KataGo): the chance that a self-play move gets the full search (num_simulations, root noise) whose statistics are training targets; the other moves get a fast search of fast_simulations without noise and are played, not trained on (1: every move full). One draw per move of the actor's batch of games
+    fast_simulations: int = 0  # simulations of a fast search (full_search_prob < 1 needs 0 < fast_simulations < num_simulations)
     record_nodes: int = 64  # most-visited tree nodes below the root stored per decision, for `selfplay view` (0: the root's children only)
+
+
+def check_playout_cap(cfg: SearchConfig) -> None:
+    """A ``UserError`` naming the key when playout-cap randomisation is set up so it cannot run."""
+    from selfplay.errors import UserError
+
+    if not 0.0 < cfg.full_search_prob <= 1.0:
+        raise UserError(f"search.full_search_prob={cfg.full_search_prob}: must be in (0, 1] "
+                        "(1: every move a full search)")
+    if cfg.full_search_prob < 1.0 and not 0 < cfg.fast_simulations < cfg.num_simulations:
+        raise UserError(f"search.full_search_prob={cfg.full_search_prob} needs "
+                        f"0 < search.fast_simulations < search.num_simulations "
+                        f"({cfg.num_simulations}), not {cfg.fast_simulations}")
