@@ -102,6 +102,8 @@ def _check_config(cfg):
     if workers.kind == "game" and workers.keep != "searched":
         raise UserError(f"learner.loss={workers.learner.loss} trains on sampled tokens; "
                         f"{cfg.env.id} is a game: use learner=alphazero (or learner=default)")
+    if cfg.learner.augment_symmetries:
+        _check_symmetries(cfg, workers.kind)
     if cfg.run.warm_start not in ("none", "sft"):
         raise UserError(f"run.warm_start={cfg.run.warm_start!r}: known values are none, sft")
     if cfg.run.warm_start != "none" and workers.kind == "game":
@@ -122,6 +124,23 @@ def _check_config(cfg):
             "or choose another run.dir"
         )
     return workers
+
+
+def _check_symmetries(cfg, kind: str) -> None:
+    """``learner.augment_symmetries`` needs a game that declares symmetries beyond the identity."""
+    from envs.protocol import symmetries_of
+    from selfplay.build import build_env, game_of
+
+    if kind != "game":
+        raise UserError(f"learner.augment_symmetries=true: {cfg.env.id} is a text task; "
+                        "augmentation is by the symmetries of a game's board")
+    env = build_env(cfg.env)
+    count = len(symmetries_of(game_of(env)))
+    env.close()
+    if count < 2:
+        raise UserError(f"learner.augment_symmetries=true: {cfg.env.id} declares no symmetries "
+                        "(a game lists them in a symmetries() method; envs/games/symmetry.py "
+                        "builds mirrors and rotations)")
 
 
 QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
@@ -194,6 +213,7 @@ class Driver:
             cfg.learner.prioritized, keep=workers.keep, resume=cfg.run.resume,
             priority_beta=cfg.learner.priority_beta,
             compact_fanout=cfg.learner.replay_compact_fanout, extra_options=here,
+            augment_env=cfg.env if cfg.learner.augment_symmetries else None,
         )
         # num_cpus=0: on a 2-core laptop reserving a core per actor would leave none to start
         # the others; the OS shares the cores, and pacing (below) keeps the work balanced.

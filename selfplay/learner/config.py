@@ -25,6 +25,7 @@ class LearnerConfig:
     max_nonfinite_steps: int = 20  # a step with a non-finite loss or gradient norm is skipped (counted as learner/nonfinite_skipped); this many in a row stop the run
     min_replay_steps: int = 512  # decisions in the store before the first learner step
     replay_window: int = 20000  # sample from the most recent decisions only
+    augment_symmetries: bool = False  # games: each draw sees a decision through a random symmetry the game declares (connect four's mirror, tic-tac-toe's 8), the original included
     max_staleness: int = 0  # drop decisions played more than this many accepted incumbents ago; rejected candidates do not count (0 = keep all)
     prioritized: bool = False  # sample in proportion to the stored priorities
     priority_beta: float = 1.0  # prioritized: importance-sampling exponent of the weights (N*P(i))^-beta/max that undo the draw's bias in the loss (1 = fully, 0 = not at all)

@@ -50,10 +50,19 @@ class ReplayActor:
         priority_beta: float = 1.0,
         compact_fanout: int = DEFAULT_FANOUT,
         compact_max_bytes: int = DEFAULT_MAX_BYTES,
+        augment_env: Any = None,
     ):
+        # ``augment_env``: the game env's config (EnvConfig) when draws are symmetry-augmented.
+        game = None
+        if augment_env is not None:
+            from selfplay.build import build_env, game_of
+
+            env = build_env(augment_env)
+            game = game_of(env)
+            env.close()
         # The sampler first: a wrong argument fails before the store creates any directory.
         self.sampler = ReplaySampler(window, max_staleness, prioritized, keep=keep,
-                                     priority_beta=priority_beta)
+                                     priority_beta=priority_beta, augment_game=game)
         self.compact_fanout = check_fanout(compact_fanout)
         self.compact_max_bytes = compact_max_bytes
         self.store = EpisodeStore(root_dir)
@@ -136,6 +145,7 @@ def remote_replay_actor(
     priority_beta: float = 1.0,
     compact_fanout: int = DEFAULT_FANOUT,
     extra_options: dict[str, Any] | None = None,
+    augment_env: Any = None,
 ):
     """Start a ReplayActor as a Ray actor (Ray must be initialised); returns its handle.
 
@@ -143,6 +153,9 @@ def remote_replay_actor(
     "best_of_group"); it is checked here, so a wrong value fails in the caller, not in the actor
     (as are ``priority_beta``, the correction of prioritised draws, and ``compact_fanout``, how
     many small shards merge into one; 0 never merges).
+
+    ``augment_env`` (the game env's ``EnvConfig``) turns on symmetry augmentation of the draws
+    (``learner.augment_symmetries``; selfplay/replay/augment.py).
 
     ``num_cpus=0`` by default: the actor mostly waits on disk, and on a 2-core laptop a whole
     core reserved for it would starve the rollout actors. ``extra_options`` go to
@@ -169,5 +182,6 @@ def remote_replay_actor(
             resume=resume,
             priority_beta=priority_beta,
             compact_fanout=compact_fanout,
+            augment_env=augment_env,
         )
     )

@@ -59,6 +59,16 @@ def value_target(outcome: float, player: int) -> float:
 
 
 @dataclass(frozen=True)
+class DecisionView:
+    """A decision seen through a symmetry of its game (selfplay/replay/augment.py)."""
+
+    observation: str
+    actions: list[str]  # the search candidates' images, ascending by index as a search lists them
+    target: np.ndarray  # [len(actions)] the visit distribution, reordered with them
+    action: str  # the image of the move played
+
+
+@dataclass(frozen=True)
 class Decision:
     """One sampleable decision, in the form the learner needs (built once, when added)."""
 
@@ -76,6 +86,7 @@ class Decision:
     sample_version: int  # the version that sampled the tokens (the episode's without tokens)
     group_rewards: np.ndarray  # [K] float32 outcomes of the episodes of its group
     group_index: int  # its episode's position in ``group_rewards``
+    views: tuple[DecisionView, ...] = ()  # its images under the game's other symmetries (augmentation)
 
 
 @dataclass
@@ -203,11 +214,17 @@ def decisions_of(
     return out
 
 
-def _decisions_of_all(episodes: Iterable[Episode], keep: str) -> list[Decision]:
-    """The decisions of episodes added together (one add call, or one shard): their groups."""
+def _decisions_of_all(episodes: Iterable[Episode], keep: str, game=None) -> list[Decision]:
+    """The decisions of episodes added together (one add call, or one shard): their groups.
+    With ``game``, each searched decision also carries its symmetric views (augment.py)."""
     episodes = list(episodes)
     groups = group_outcomes(episodes)
-    return [d for ep in episodes for d in decisions_of(ep, keep, groups[ep.episode_id])]
+    if game is None:
+        return [d for ep in episodes for d in decisions_of(ep, keep, groups[ep.episode_id])]
+    from selfplay.replay.augment import with_symmetries
+
+    return [d for ep in episodes
+            for d in with_symmetries(game, ep, decisions_of(ep, keep, groups[ep.episode_id]))]
 
 
 class ReplaySampler:
@@ -222,6 +239,7 @@ class ReplaySampler:
         priority_eps: float = PRIORITY_EPS,
         priority_beta: float = 1.0,
         keep: str = "searched",
+        augment_game=None,
     ):
         if window <= 0:
             raise ValueError(f"replay window must be positive, got {window}")
@@ -236,6 +254,8 @@ class ReplaySampler:
         self.priority_eps = priority_eps
         self.priority_beta = priority_beta
         self.keep = check_keep(keep)
+        # A game whose symmetries each draw sees a decision through (None: no augmentation).
+        self.augment_game = augment_game
         # The ring: slot arrays of fixed size; _head is the next slot to (over)write.
         self._items: list[Decision | None] = [None] * window
         self._versions = np.zeros(window, dtype=np.int64)
@@ -252,7 +272,7 @@ class ReplaySampler:
 
         The episodes of a group must come in the same call (groups are formed per call).
         """
-        decisions = _decisions_of_all(episodes, self.keep)
+        decisions = _decisions_of_all(episodes, self.keep, self.augment_game)
         for d in decisions:
             self._put(d)
         return len(decisions)
@@ -285,7 +305,7 @@ class ReplaySampler:
         chunks: list[list[Decision]] = []
         count = 0
         for _, table in store.iter_appends(newest_first=True):
-            ds = _decisions_of_all(table_to_episodes(table), self.keep)
+            ds = _decisions_of_all(table_to_episodes(table), self.keep, self.augment_game)
             chunks.append(ds)
             count += len(ds)
             if count >= self.window:
@@ -339,6 +359,10 @@ class ReplaySampler:
                 weights = importance_weights(probs, self.priority_beta)
         picks = rng.choice(slots.size, size=batch_size, replace=True, p=probs)
         items = [self._items[s] for s in slots[picks]]
+        if self.augment_game is not None:
+            from selfplay.replay.augment import draw_view
+
+            items = [draw_view(d, rng) for d in items]
         return Batch(
             observations=[d.observation for d in items],
             actions=[d.actions for d in items],
