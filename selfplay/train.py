@@ -95,10 +95,19 @@ def _check_config(cfg):
     workers = worker_configs(cfg)
     if workers.learner.loss == "alphazero" and cfg.search.kind != "mcts":
         raise UserError("search.kind: AlphaZero training needs search=mcts (its visit counts are the targets)")
-    if workers.kind == "text" and workers.keep == "searched":
+    step_search = workers.rollout.mode == "step_search"
+    if workers.kind == "text" and workers.keep == "searched" and not step_search:
         raise UserError(f"learner.loss={workers.learner.loss} trains on search statistics, which "
                         f"sampled text episodes do not have; for {cfg.env.id} use learner=grpo, "
-                        "learner=expert_iteration or learner=sft")
+                        "learner=expert_iteration or learner=sft (or search its reasoning "
+                        "steps: rollout.mode=step_search)")
+    if step_search and workers.keep != "searched":
+        raise UserError(f"rollout.mode=step_search records search statistics over sibling steps, "
+                        f"not sampled tokens: learner.loss={workers.learner.loss} cannot train on "
+                        "them; use learner=alphazero")
+    if step_search and workers.kind != "text":
+        raise UserError(f"rollout.mode=step_search is for multi-step text tasks; {cfg.env.id} is "
+                        "a game (its search is rollout.mode=game_selfplay)")
     if workers.kind == "game" and workers.keep != "searched":
         raise UserError(f"learner.loss={workers.learner.loss} trains on sampled tokens; "
                         f"{cfg.env.id} is a game: use learner=alphazero (or learner=default)")

@@ -107,7 +107,9 @@ def worker_configs(cfg) -> WorkerConfigs:
     typed = OmegaConf.to_object(cfg) if OmegaConf.is_config(cfg) else cfg
     kind = env_kind(build_env(typed.env))
     mode = typed.rollout.mode if typed.rollout.mode != "auto" else DEFAULT_MODE[kind]
-    loss = typed.learner.loss if typed.learner.loss != "auto" else DEFAULT_LOSS[kind]
+    # Step search records search statistics, as a game does: auto trains on them (alphazero).
+    by_kind = "game" if mode == "step_search" else kind
+    loss = typed.learner.loss if typed.learner.loss != "auto" else DEFAULT_LOSS[by_kind]
     try:
         keep = get_loss(loss).keep
     except ValueError as err:

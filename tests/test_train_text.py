@@ -99,3 +99,23 @@ def test_text_run_survives_kill_minus_nine_and_resumes(tmp_path: Path):
     assert pd.read_parquet(run_dir / "episodes")["episode_id"].nunique() > episodes_before
     # a resumed run continues from its checkpoint: the warm start is not run again
     assert (run_dir / "warm_start.json").stat().st_mtime_ns == warm_written
+
+
+@pytest.mark.slow
+def test_step_search_run_trains_alphazero_over_sibling_steps(tmp_path: Path):
+    run_dir = tmp_path / "step-search"
+    run("train", "env=math_steps", "rollout.mode=step_search", *TEXT, f"run.dir={run_dir}",
+        "search.num_simulations=4", "search.num_candidates=2", "sampling.step_max_tokens=8",
+        "env.kwargs.max_steps=3", "learner.min_replay_steps=4", "learner.batch_size=8",
+        "run.budget_steps=3", "run.budget_minutes=4", timeout=300)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["learner_steps"] >= 3 and len(versions(run_dir)) >= 2
+    evals = evaluations(run_dir)
+    assert evals[0]["version"] == 0 and all(e["b"] == "held-out" for e in evals)
+    steps = pd.read_parquet(run_dir / "episodes")
+    searched = steps[steps["search_visits"].notna()]
+    assert len(searched) > 0 and searched["search_actions"].map(len).ge(1).all()
+    assert searched["observation"].str.endswith("\n").all()  # the prompt the search read
+    assert steps["token_ids"].isna().all()  # searched steps, not sampled tokens
+    config = (run_dir / "config.yaml").read_text()
+    assert "mode: step_search" in config and "loss: auto" in config

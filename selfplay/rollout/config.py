@@ -7,5 +7,5 @@ from dataclasses import dataclass
 
 @dataclass
 class RolloutConfig:
-    mode: str = "auto"  # game_selfplay | sample_groups | reference; auto: game_selfplay for games, sample_groups for text tasks
+    mode: str = "auto"  # game_selfplay | sample_groups | reference | step_search (MCTS over reasoning steps of a multi-step text task, trained by learner=alphazero); auto: game_selfplay for games, sample_groups for text tasks
     problems: int = 0  # text tasks: draw problem seeds from 0..problems-1 (the warm start's set is 0..run.warm_start_problems-1); 0 = any seed

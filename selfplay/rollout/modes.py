@@ -141,10 +141,17 @@ class ReferenceSolutions:
                                   policy_version=int(self.engine.policy_version), actor=actor)
 
 
+def _step_search(cfg, engine: Engine):
+    from selfplay.rollout.step_search import StepSearchRollout
+
+    return StepSearchRollout(cfg, engine)
+
+
 ROLLOUT_MODES = {
     "game_selfplay": GameSelfPlay,
     "sample_groups": SampleGroups,
     "reference": ReferenceSolutions,
+    "step_search": _step_search,
 }
 
 # What rollout.mode=auto resolves to, by the kind of env.

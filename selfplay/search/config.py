@@ -14,6 +14,7 @@ class SearchConfig:
     dirichlet_fraction: float = 0.25  # weight of the noise at the root (0 turns it off)
     temperature: float = 1.0  # move-choice temperature over root visits, early in a game
     temperature_moves: int = 4  # after this many moves the choice is greedy (temperature 0)
+    num_candidates: int = 4  # rollout.mode=step_search: candidate next steps sampled per node (K; identical ones merge)
     leaves_per_tree: int = 1  # leaves taken per tree per batch (virtual loss when > 1)
     virtual_loss: float = 1.0  # value penalty on a path in flight, when leaves_per_tree > 1
     full_search_prob: float = 1.0  # playout-cap randomisation (KataGo): the chance that a self-play move gets the full search (num_simulations, root noise) whose statistics are training targets; the other moves get a fast search of fast_simulations without noise and are played, not trained on (1: every move full). One draw per move of the actor's batch of games

@@ -1,0 +1,132 @@
+"""``rollout.mode=step_search``: MCTS over reasoning steps as the rollout of a multi-step text task.
+
+Each problem (``env.reset(seed)``) is solved by ``solve_with_search``: at every decision a
+``StepSearch`` samples ``search.num_candidates`` candidate next steps per node (duplicates merged),
+values leaves with the policy's value head and ends at a final answer, which the env judges. The
+decision's statistics over its sibling steps are recorded like a game move's, so the same
+``alphazero`` loss trains on them: cross-entropy of the policy's prior over the siblings against
+the visits, and the value head regressed on the episode's reward (the value that guides the next
+search).
+
+The env stays the judge, through its gymnasium API: a terminal node's reward is the env's own,
+reached by resetting it to the problem and stepping it through the node's steps
+(``env_reward_fn``), and each finished episode is that replay's steps and reward. So any
+registered multi-step text env (``env=math_steps``, a user's) is searched without glue.
+
+A decision's observation is ``prompt_of(state)``, the text the search sampled its candidates
+from and read its value at, so the prior and the value the learner trains are those the next
+search uses (the search's prior also counts each step's closing newline; the learner's does not).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from selfplay.errors import UserError
+from selfplay.policy.engine import Engine
+from selfplay.search.text_adapter import SolvedProblem, StepSearch, solve_with_search
+from selfplay.textgen.rollout import is_multi_step, prompt_of, step_limit
+from selfplay.types import Episode, Step
+
+
+def steps_of(problem: str, state: str) -> list[str]:
+    """The reasoning steps of a text ``state`` that starts with ``problem`` (one per line)."""
+    if not state.startswith(problem):
+        raise ValueError("the state does not start with its problem")
+    rest = state[len(problem):]
+    return rest[1:].split("\n") if rest.startswith("\n") else []
+
+
+def replay_steps(env: gym.Env, seed: int, steps: list[str]) -> tuple[float, bool, dict[str, Any]]:
+    """(final reward, whether the env ended the episode, its last info): ``env`` reset to problem
+    ``seed`` and stepped through ``steps`` until it ends."""
+    env.reset(seed=seed)
+    reward, info, ended = 0.0, {}, False
+    for step in steps:
+        _, reward, terminated, truncated, info = env.step(step)
+        if terminated or truncated:
+            ended = True
+            break
+    return float(reward), ended, info
+
+
+def env_reward_fn(env: gym.Env, seeds: list[int], problems: list[str]) -> Callable[[int, str], float]:
+    """The search's ``reward_fn``: the env's reward for problem ``b``'s terminal state."""
+
+    def reward(b: int, state: str) -> float:
+        return replay_steps(env, seeds[b], steps_of(problems[b], state))[0]
+
+    return reward
+
+
+class StepSearchRollout:
+    """The rollout mode: problems solved step by step with MCTS, one batch of searches."""
+
+    def __init__(self, cfg, engine: Engine):
+        from selfplay.build import build_env
+
+        self.cfg, self.engine = cfg, engine
+        self.env = build_env(cfg.env)
+        if not is_multi_step(self.env):
+            raise UserError(f"rollout.mode=step_search searches over reasoning steps: "
+                            f"{cfg.env.id} takes a whole solution per action (use a multi-step "
+                            "task, e.g. env=math_steps)")
+        self.env_id = self.env.spec.id if self.env.spec is not None else cfg.env.id
+        self.max_steps = step_limit(self.env)
+
+    def on_weights(self, version: int) -> None:
+        pass  # each decision is a fresh search with the engine's current weights
+
+    def search(self, reward_fn: Callable[[int, str], float]) -> StepSearch:
+        s, sampling = self.cfg.search, self.cfg.sampling
+        return StepSearch(
+            self.engine, reward_fn, num_candidates=s.num_candidates,
+            max_step_tokens=sampling.step_max_tokens, temperature=sampling.temperature,
+            top_p=sampling.top_p, max_steps=self.max_steps, num_simulations=s.num_simulations,
+            c_puct=s.c_puct, dirichlet_alpha=s.dirichlet_alpha,
+            dirichlet_fraction=s.dirichlet_fraction, leaves_per_tree=s.leaves_per_tree,
+            virtual_loss=s.virtual_loss, record_nodes=s.record_nodes)
+
+    def play(self, count: int, seed: int, actor: str) -> list[Episode]:
+        from selfplay.rollout.modes import problem_seeds
+
+        rng = np.random.default_rng(seed)
+        seeds = problem_seeds(rng, count, self.cfg.rollout.problems)
+        problems = [str(self.env.reset(seed=s)[0]) for s in seeds]
+        started = time.time()
+        solved = solve_with_search(self.search(env_reward_fn(self.env, seeds, problems)),
+                                   problems, rng=rng, add_noise=True,
+                                   temperature=self.cfg.search.temperature)
+        version = int(self.engine.policy_version)
+        return [self.episode(sp, s, problem, version, started, actor)
+                for sp, s, problem in zip(solved, seeds, problems) if sp.steps]
+
+    def episode(self, sp: SolvedProblem, seed: int, problem: str, version: int, started: float,
+                actor: str) -> Episode:
+        # The env's verdict on the chosen steps (what the search's reward_fn saw at the end).
+        reward, _, info = replay_steps(self.env, seed, sp.steps)
+        steps = [Step(observation=prompt_of(o), action=a, player=0, reward=0.0,
+                      search=stats if self.trainable(prompt_of(o), stats.actions) else None)
+                 for o, a, stats in zip(sp.observations, sp.steps, sp.stats)]
+        steps[-1].reward = reward
+        return Episode(
+            episode_id=uuid.uuid4().hex, env_id=self.env_id, seed=int(seed),
+            policy_version=version, steps=steps, outcome=reward, started_at=started,
+            finished_at=time.time(), actor=actor,
+            info={"termination": sp.termination, **{k: str(v) for k, v in info.items()}})
+
+    def trainable(self, prompt: str, candidates: list[str]) -> bool:
+        """Whether the learner can score every candidate after ``prompt`` within the policy's
+        context; a decision it cannot is kept without its statistics (never trained on)."""
+        from selfplay.policy.tokenizer import encode_prompts
+
+        limit = getattr(self.engine, "max_len", None)
+        if not isinstance(limit, int) or not candidates:
+            return True
+        longest = max(candidates, key=len)
+        return len(encode_prompts(self.engine.tokenizer, [prompt + longest])[0]) <= limit

@@ -1,0 +1,85 @@
+"""rollout.mode=step_search: MCTS over reasoning steps as a training run's rollout, the env as the
+judge through its gymnasium API, and decisions the alphazero loss trains on."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from selfplay.build import build_env
+from selfplay.config import EnvConfig
+from selfplay.errors import UserError
+from selfplay.replay.sampler import decisions_of
+from selfplay.rollout.config import RolloutConfig
+from selfplay.rollout.step_search import StepSearchRollout, env_reward_fn, steps_of
+from selfplay.search.config import SearchConfig
+from selfplay.textgen.config import TextSamplingConfig
+from test_text_search import ScriptedEngine, _last_line
+
+MATH_STEPS = EnvConfig(id="selfplay/MathSteps-v0",
+                       kwargs={"families": ["addition"], "level": 1, "mode": "multi_step",
+                               "max_steps": 4})
+
+
+def reference(seed: int) -> tuple[str, list[str]]:
+    env = build_env(MATH_STEPS)
+    question = str(env.reset(seed=seed)[0])
+    return question, env.unwrapped.reference_actions()
+
+
+def test_the_env_judges_a_searched_state_through_its_own_api():
+    question, steps = reference(3)
+    env = build_env(MATH_STEPS)
+    reward = env_reward_fn(env, [3], [question])
+    assert steps_of(question, question + "\n" + "\n".join(steps)) == steps
+    assert reward(0, question + "\n" + "\n".join(steps)) == 1.0
+    wrong = question + "\nAnswer: 100000"
+    assert reward(0, wrong) == 0.0
+    with pytest.raises(ValueError, match="does not start with its problem"):
+        steps_of(question, "another problem\nAnswer: 1")
+
+
+def rollout(engine, num_simulations: int = 32) -> StepSearchRollout:
+    cfg = SimpleNamespace(env=MATH_STEPS, rollout=RolloutConfig(problems=64),
+                          search=SearchConfig(num_simulations=num_simulations, num_candidates=2,
+                                              dirichlet_fraction=0.0, temperature=0.0),
+                          sampling=TextSamplingConfig(step_max_tokens=16))
+    return StepSearchRollout(cfg, engine)
+
+
+def test_step_search_rollout_finds_the_verified_answer_and_records_sibling_steps():
+    # Each problem's candidates: its right answer (unlikely under the prior) and a wrong one.
+    answers: dict[str, str] = {}
+    for seed in range(64):
+        question, steps = reference(seed)
+        answers[_last_line(question + "\n")] = steps[-1]
+
+    def options(prompt: str):
+        right = answers[_last_line(prompt)]
+        return [("Answer: 100000\n", -0.1), (right + "\n", -2.0)]
+
+    mode = rollout(ScriptedEngine(options))
+    episodes = mode.play(3, seed=0, actor="a0")
+    assert len(episodes) == 3
+    for ep in episodes:
+        (step,) = ep.steps
+        assert ep.outcome == 1.0 and step.reward == 1.0  # the search found what the env verifies
+        assert step.action == answers[_last_line(step.observation)]
+        assert step.observation.endswith("\n")  # prompt_of(state): where the value is read
+        stats = step.search
+        assert sorted(stats.actions) == sorted(["Answer: 100000", step.action])
+        right = stats.actions.index(step.action)
+        assert stats.visits[right] > stats.visits[1 - right]  # visits moved off the prior
+        assert stats.priors[right] < stats.priors[1 - right]
+        (decision,) = decisions_of(ep, "searched")
+        assert decision.value_target == 1.0 and decision.target[right] > 0.5
+        assert ep.env_id == "selfplay/MathSteps-v0" and ep.info["termination"] == "answer"
+
+
+def test_step_search_needs_a_multi_step_task():
+    single = EnvConfig(id="selfplay/MathArithmetic-v0")
+    cfg = SimpleNamespace(env=single, rollout=RolloutConfig(), search=SearchConfig(),
+                          sampling=TextSamplingConfig())
+    with pytest.raises(UserError, match="takes a whole solution per action"):
+        StepSearchRollout(cfg, ScriptedEngine(lambda p: [("x\n", -1.0)]))
