@@ -101,10 +101,12 @@ def _check_config(cfg):
                         f"sampled text episodes do not have; for {cfg.env.id} use learner=grpo, "
                         "learner=expert_iteration or learner=sft (or search its reasoning "
                         "steps: rollout.mode=step_search)")
-    if step_search and workers.keep != "searched":
-        raise UserError(f"rollout.mode=step_search records search statistics over sibling steps, "
-                        f"not sampled tokens: learner.loss={workers.learner.loss} cannot train on "
-                        "them; use learner=alphazero")
+    if step_search and workers.keep not in ("searched", "best_of_group"):
+        raise UserError(f"rollout.mode=step_search records search statistics over sibling steps "
+                        f"and the chosen steps, not sampled tokens with their probabilities: "
+                        f"learner.loss={workers.learner.loss} cannot train on them; use "
+                        "learner=alphazero (over sibling steps) or learner=expert_iteration (on "
+                        "the verified paths)")
     if step_search and workers.kind != "text":
         raise UserError(f"rollout.mode=step_search is for multi-step text tasks; {cfg.env.id} is "
                         "a game (its search is rollout.mode=game_selfplay)")

@@ -79,6 +79,7 @@ class LearnerWorkerConfig:
     policy: PolicyConfig
     env: EnvConfig
     warm_start: WarmStartConfig
+    kind: str = "game"  # "game" | "text": a text decision's state reaches the policy as prompt_of(observation)
 
 
 @dataclass
@@ -122,7 +123,7 @@ def worker_configs(cfg) -> WorkerConfigs:
         learner=LearnerWorkerConfig(
             str(Path(run.dir).resolve()), run.resume, loss, typed.learner, typed.policy,
             typed.env, WarmStartConfig(run.warm_start, run.warm_start_problems,
-                                       run.warm_start_steps, run.warm_start_lr)),
+                                       run.warm_start_steps, run.warm_start_lr), kind),
         evaluator=EvaluatorWorkerConfig(str(Path(run.dir).resolve()), kind, typed.env,
                                         typed.policy, typed.engine, typed.search, typed.arena,
                                         typed.sampling),
@@ -190,7 +191,8 @@ class LearnerWorker:
             self.incumbent = read_incumbent(self.run_dir, meta.incumbent_version)
         elif cfg.warm_start.kind != "none":
             self.warm_start_metrics = warm_start(model, tokenizer, cfg)
-        self.learner = Learner(model, tokenizer, cfg.learner, loss=cfg.loss)
+        self.learner = Learner(model, tokenizer, cfg.learner, loss=cfg.loss,
+                               text_decisions=cfg.kind == "text")
         if found is not None:
             self.resume_optimizer(*found)
         if found is None:
@@ -244,7 +246,8 @@ class LearnerWorker:
         from selfplay.learner.batches import priority_updates
         from selfplay.replay.sampler import PRIORITY_EPS
 
-        keys, errors = priority_updates(self.learner.model, self.learner.tokenizer, batch)
+        keys, errors = priority_updates(self.learner.model, self.learner.tokenizer,
+                                        self.learner.decisions_view(batch))
         finite = np.isfinite(errors)  # a skipped non-finite step leaves those priorities as they were
         if finite.any():
             call(self.replay.update_priorities, [k for k, ok in zip(keys, finite) if ok],

@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from test_text_search import ScriptedEngine, _last_line
 
 from selfplay.build import build_env
 from selfplay.config import EnvConfig
@@ -15,7 +16,6 @@ from selfplay.rollout.config import RolloutConfig
 from selfplay.rollout.step_search import StepSearchRollout, env_reward_fn, steps_of
 from selfplay.search.config import SearchConfig
 from selfplay.textgen.config import TextSamplingConfig
-from test_text_search import ScriptedEngine, _last_line
 
 MATH_STEPS = EnvConfig(id="selfplay/MathSteps-v0",
                        kwargs={"families": ["addition"], "level": 1, "mode": "multi_step",
@@ -51,9 +51,11 @@ def rollout(engine, num_simulations: int = 32) -> StepSearchRollout:
 def test_step_search_rollout_finds_the_verified_answer_and_records_sibling_steps():
     # Each problem's candidates: its right answer (unlikely under the prior) and a wrong one.
     answers: dict[str, str] = {}
+    answers_questions = []
     for seed in range(64):
         question, steps = reference(seed)
         answers[_last_line(question + "\n")] = steps[-1]
+        answers_questions.append(question)
 
     def options(prompt: str):
         right = answers[_last_line(prompt)]
@@ -65,8 +67,8 @@ def test_step_search_rollout_finds_the_verified_answer_and_records_sibling_steps
     for ep in episodes:
         (step,) = ep.steps
         assert ep.outcome == 1.0 and step.reward == 1.0  # the search found what the env verifies
-        assert step.action == answers[_last_line(step.observation)]
-        assert step.observation.endswith("\n")  # prompt_of(state): where the value is read
+        assert step.action == answers[_last_line(step.observation + "\n")]
+        assert step.observation in answers_questions  # the state itself (no prompt newline)
         stats = step.search
         assert sorted(stats.actions) == sorted(["Answer: 100000", step.action])
         right = stats.actions.index(step.action)

@@ -138,3 +138,14 @@ def test_the_learner_follows_the_cosine_schedule():
 def test_learner_settings_that_cannot_run_name_the_key(overrides, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_learner_config(LearnerConfig(**overrides))
+
+
+def test_text_decisions_reach_the_policy_as_their_prompt():
+    from selfplay.textgen.rollout import prompt_of
+
+    model, tokenizer = build_policy(PolicyConfig(**TINY))
+    batch = opening_batch(1.0, 0.0)
+    text = Learner(model, tokenizer, LearnerConfig(), loss="alphazero", text_decisions=True)
+    game = Learner(model, tokenizer, LearnerConfig(), loss="alphazero")
+    assert text.decisions_view(batch).observations == [prompt_of(o) for o in batch.observations]
+    assert game.decisions_view(batch).observations == batch.observations

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from selfplay.errors import UserError
-from selfplay.learner.batches import BUILDERS, merge_duplicates  # noqa: F401 (re-exported)
-from selfplay.learner.batches import mixed_value_targets
+from selfplay.learner.batches import BUILDERS, merge_duplicates, mixed_value_targets  # noqa: F401 (re-exported)
 from selfplay.learner.config import LearnerConfig
 from selfplay.learner.losses import Loss, get_loss
 from selfplay.policy.model import PolicyModel
@@ -56,10 +55,13 @@ def warmup_schedule(warmup_steps: int, schedule: str = "constant", decay_steps: 
 
 
 class Learner:
-    """``loss`` overrides ``cfg.loss`` (which may be "auto", resolved by the caller)."""
+    """``loss`` overrides ``cfg.loss`` (which may be "auto", resolved by the caller).
+    ``text_decisions``: searched decisions are reasoning steps of a text task, whose state the
+    policy reads as ``prompt_of(observation)`` (as it samples and as step search values it)."""
 
     def __init__(self, model: PolicyModel, tokenizer: Any, cfg: LearnerConfig,
-                 loss: str | None = None):
+                 loss: str | None = None, text_decisions: bool = False):
+        self.text_decisions = text_decisions
         self.model = model
         self.tokenizer = tokenizer
         self.cfg = cfg
@@ -98,9 +100,8 @@ class Learner:
         start = time.perf_counter()
         self.model.train()
         try:
-            if self.loss.batch == "decisions" and self.cfg.value_target_mix > 0:
-                batch = replace(batch, value_targets=mixed_value_targets(
-                    batch.value_targets, batch.root_values, self.cfg.value_target_mix))
+            if self.loss.batch == "decisions":
+                batch = self.decisions_view(batch)
             inputs, extra = BUILDERS[self.loss.batch](self.model, self.tokenizer, batch,
                                                       self.reference)
             options = {key: getattr(self.cfg, key) for key in self.loss.options}
@@ -138,6 +139,18 @@ class Learner:
         metrics["learner/lr"] = float(self.scheduler.get_last_lr()[0])
         metrics["learner/sample_version_mean"] = float(np.mean(batch.policy_versions))
         return StepResult(self.step, metrics, time.perf_counter() - start)
+
+    def decisions_view(self, batch: Batch) -> Batch:
+        """``batch`` as a decision loss reads it: a text step's state as its prompt, and value
+        targets mixed with the root values (``learner.value_target_mix``)."""
+        if self.text_decisions:
+            from selfplay.textgen.rollout import prompt_of
+
+            batch = replace(batch, observations=[prompt_of(o) for o in batch.observations])
+        if self.cfg.value_target_mix > 0:
+            batch = replace(batch, value_targets=mixed_value_targets(
+                batch.value_targets, batch.root_values, self.cfg.value_target_mix))
+        return batch
 
     def weights(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the weights to publish (what ``Engine.load_weights`` takes)."""

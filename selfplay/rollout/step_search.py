@@ -6,23 +6,28 @@ values leaves with the policy's value head and ends at a final answer, which the
 decision's statistics over its sibling steps are recorded like a game move's, so the same
 ``alphazero`` loss trains on them: cross-entropy of the policy's prior over the siblings against
 the visits, and the value head regressed on the episode's reward (the value that guides the next
-search).
+search). The chosen step's tokens are recorded too (as a reference solution's are: written, not
+sampled, log-probability 0), so ``expert_iteration`` trains on the verified paths the search
+found.
 
 The env stays the judge, through its gymnasium API: a terminal node's reward is the env's own,
 reached by resetting it to the problem and stepping it through the node's steps
 (``env_reward_fn``), and each finished episode is that replay's steps and reward. So any
 registered multi-step text env (``env=math_steps``, a user's) is searched without glue.
 
-A decision's observation is ``prompt_of(state)``, the text the search sampled its candidates
-from and read its value at, so the prior and the value the learner trains are those the next
-search uses (the search's prior also counts each step's closing newline; the learner's does not).
+A decision's observation is the state (the problem and the steps so far), as in every text
+episode; the learner reads it as ``prompt_of(state)`` (``Learner(text_decisions=True)``), the text
+the search sampled its candidates from and read its value at, so the prior and the value the
+learner trains are those the next search uses (the search's prior also counts each step's closing
+newline; the learner's does not).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -31,7 +36,7 @@ from selfplay.errors import UserError
 from selfplay.policy.engine import Engine
 from selfplay.search.text_adapter import SolvedProblem, StepSearch, solve_with_search
 from selfplay.textgen.rollout import is_multi_step, prompt_of, step_limit
-from selfplay.types import Episode, Step
+from selfplay.types import Episode, SampledTokens, Step
 
 
 def steps_of(problem: str, state: str) -> list[str]:
@@ -109,10 +114,19 @@ class StepSearchRollout:
     def episode(self, sp: SolvedProblem, seed: int, problem: str, version: int, started: float,
                 actor: str) -> Episode:
         # The env's verdict on the chosen steps (what the search's reward_fn saw at the end).
+        from selfplay.rollout.reference import action_token_ids
+
         reward, _, info = replay_steps(self.env, seed, sp.steps)
-        steps = [Step(observation=prompt_of(o), action=a, player=0, reward=0.0,
-                      search=stats if self.trainable(prompt_of(o), stats.actions) else None)
-                 for o, a, stats in zip(sp.observations, sp.steps, sp.stats)]
+        tokenizer = getattr(self.engine, "tokenizer", None)
+        steps = []
+        for o, a, stats in zip(sp.observations, sp.steps, sp.stats):
+            tokens = None
+            if tokenizer is not None:
+                ids = action_token_ids(tokenizer, a, multi_step=True)
+                tokens = SampledTokens(ids, [0.0] * len(ids), version)
+            steps.append(Step(observation=o, action=a, player=0, reward=0.0, tokens=tokens,
+                              search=stats if self.trainable(prompt_of(o), stats.actions)
+                              else None))
         steps[-1].reward = reward
         return Episode(
             episode_id=uuid.uuid4().hex, env_id=self.env_id, seed=int(seed),
