@@ -8,6 +8,8 @@ curve over versions is saved as a PNG next to the results.
 
     python benchmarks/learn_connect_four.py             # 60-minute budget
     python benchmarks/learn_connect_four.py --quick     # 1-minute budget, 10 games per opponent
+    python benchmarks/learn_connect_four.py --set learner.augment_symmetries=true \
+        --set search.full_search_prob=0.25 --set search.fast_simulations=8 --out /tmp/c4_arm.json
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, figure, print_table, write_result  # noqa: E402
+from common import figure, print_table, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OPPONENTS = {"mcts:1000": "win rate vs rollout MCTS, 1000 sims", "alphabeta:4": "win rate vs alpha-beta depth 4"}
@@ -51,6 +53,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1-minute budget, 10 games")
     parser.add_argument("--minutes", type=float, default=None, help="training budget")
     parser.add_argument("--run-dir", default="runs/bench-connect-four", help="kept for replay")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra `selfplay train` override (repeatable), after the "
+                             "benchmark's own; recorded in the results")
+    parser.add_argument("--out", default=None,
+                        help="folder for the results JSON (default benchmarks/results/): an "
+                             "experiment's arm, kept beside the committed figures")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir for --minutes (run.resume=true) "
                              "instead of starting afresh")
@@ -69,13 +77,15 @@ def main() -> None:
              # Self-play on connect four is bound by the engine's forward passes: fewer
              # simulations per move, four leaves per tree per wave and more games at once give
              # the learner more (and bigger-batched) positions per minute.
-             "search.num_simulations=32", "search.leaves_per_tree=4", "run.games_per_actor=64")
+             "search.num_simulations=32", "search.leaves_per_tree=4", "run.games_per_actor=64",
+             *args.set)
     trained_s = time.time() - start
     summary = json.loads((run_dir / "summary.json").read_text())
     incumbent = run_dir / "checkpoints" / f"version-{summary['incumbent_version']:06d}"
     untrained = run_dir / "checkpoints" / "version-000000"
 
-    figures, extra = [], {"budget_minutes": minutes, "resumed": args.resume, "training_seconds": round(trained_s),
+    figures, extra = [], {"budget_minutes": minutes, "resumed": args.resume, "overrides": args.set,
+                          "training_seconds": round(trained_s),
                           "learner_steps": summary["learner_steps"], "episodes": summary["episodes"],
                           "incumbent_version": summary["incumbent_version"], "matches": {}}
     for opponent, label in OPPONENTS.items():
@@ -84,10 +94,16 @@ def main() -> None:
         figures.append(figure(f"{label} ({games} games, both sides)", "win rate",
                               win_rate(ours), win_rate(base), "untrained v0, same search",
                               ">= 0.9" if opponent.startswith("mcts") else "report", digits=3))
+    import common
+
+    if args.out:  # an experiment's arm: its figures and curve go elsewhere
+        common.RESULTS = Path(args.out)
+        common.RESULTS.mkdir(parents=True, exist_ok=True)
     png = run_dir / "elo.png"
     if png.exists():
-        shutil.copy(png, RESULTS / "learn_connect_four_elo.png")
-        extra["elo_curve"] = "benchmarks/results/learn_connect_four_elo.png"
+        shutil.copy(png, common.RESULTS / "learn_connect_four_elo.png")
+        curve = (common.RESULTS / "learn_connect_four_elo.png").resolve()
+        extra["elo_curve"] = str(curve.relative_to(REPO) if curve.is_relative_to(REPO) else curve)
     print_table("learn_connect_four", figures)
     print(json.dumps({k: v for k, v in extra.items() if k != "matches"}))
     write_result("learn_connect_four", figures, quick=args.quick, extra=extra)
