@@ -43,6 +43,12 @@ class SearchStats:
     root_value: float  # search value estimate of the root, from the player to move
     simulations: int
     nodes: SearchNodes | None = None  # the tree beyond the root's children; None: not recorded
+    policy_target: list[float] | None = None  # the search's own training target over ``actions`` (a Gumbel root's improved policy); None: the visit distribution
+
+    @property
+    def target_distribution(self) -> list[float]:
+        """What the policy is trained towards: the search's own target, else the visits."""
+        return self.policy_target if self.policy_target is not None else self.visit_distribution
 
     @property
     def visit_distribution(self) -> list[float]:

@@ -184,7 +184,7 @@ def decisions_of(
             continue
         if s is not None:
             actions = list(s.actions)
-            target = np.asarray(s.visit_distribution, dtype=np.float32)
+            target = np.asarray(s.target_distribution, dtype=np.float32)
             root_value = float(s.root_value)
         else:
             actions = list(step.legal_actions or [])

@@ -74,6 +74,7 @@ SCHEMA = pa.schema(
         pa.field("search_visits", _F32_LIST),
         pa.field("search_priors", _F32_LIST),
         pa.field("search_q", _F32_LIST),
+        pa.field("search_policy", _F32_LIST),  # the search's own target (Gumbel); null: the visits
         pa.field("root_value", pa.float64()),
         pa.field("simulations", pa.int32()),
         # the root and its most-visited descendants (search.record_nodes); null: not recorded
@@ -97,6 +98,7 @@ ADDED_COLUMNS: dict[str, str | None] = {
     "token_logprobs": None,
     "token_version": None,
     "search_tree": None,
+    "search_policy": None,
 }
 
 
@@ -144,6 +146,9 @@ def _episode_columns(ep: Episode) -> dict[str, list]:
                 f"(actions {len(s.actions)}, visits {len(s.visits)}, priors {len(s.priors)}, "
                 f"q_values {len(s.q_values)})"
             )
+        if s is not None and s.policy_target is not None and len(s.policy_target) != len(s.actions):
+            raise ValueError(f"episode {ep.episode_id!r} step {i}: the search's policy target has "
+                             f"{len(s.policy_target)} entries for {len(s.actions)} actions")
         if s is not None and s.nodes is not None:
             lengths = {name: len(getattr(s.nodes, name)) for name in _TREE_FIELDS}
             if len(set(lengths.values())) != 1:
@@ -170,6 +175,7 @@ def _episode_columns(ep: Episode) -> dict[str, list]:
         "search_visits": [None if s is None else s.visits for s in searches],
         "search_priors": [None if s is None else s.priors for s in searches],
         "search_q": [None if s is None else s.q_values for s in searches],
+        "search_policy": [None if s is None else s.policy_target for s in searches],
         "root_value": [None if s is None else s.root_value for s in searches],
         "simulations": [None if s is None else s.simulations for s in searches],
         "search_tree": [None if s is None else _tree_rows(s.nodes) for s in searches],
@@ -254,6 +260,7 @@ def table_to_episodes(table: pa.Table) -> list[Episode]:
                     root_value=d["root_value"][r],
                     simulations=d["simulations"][r],
                     nodes=_tree_nodes(d["search_tree"][r]),
+                    policy_target=d["search_policy"][r],
                 )
             tokens = None
             if d["token_ids"][r] is not None:

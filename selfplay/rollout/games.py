@@ -91,8 +91,11 @@ def play_selfplay_games(
         still_active = []
         for row, g in enumerate(active):
             stats, legal = result.stats[row], result.legal_actions[row]
-            t = temperature_at(len(steps[g]), temperature, temperature_moves)
-            choice = select_action(np.asarray(stats.visits, dtype=np.float64), t, rng)
+            if result.chosen is not None:  # a Gumbel root chose (its noise is the exploration)
+                choice = result.chosen[row]
+            else:
+                t = temperature_at(len(steps[g]), temperature, temperature_moves)
+                choice = select_action(np.asarray(stats.visits, dtype=np.float64), t, rng)
             action = int(legal[choice])
             player = game.to_play(states[g])
             fast_moves[g] += not full

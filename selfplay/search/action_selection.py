@@ -72,10 +72,12 @@ def select_leaves(
     out_parent,  # [leaves_per_tree * B] int64
     out_action,  # [leaves_per_tree * B] int64
     out_new,  # [leaves_per_tree * B] bool: the leaf was just allocated and needs an expansion
+    root_action,  # [B] int64: the action every descent of tree b takes at its root; -1: PUCT
 ):
     """Descend ``leaves_per_tree`` times in every tree (slot-major: all trees' first leaf, then
     all trees' second, ...), allocating one new node per descent that leaves the known tree, and
-    leaving virtual loss on every node of every path. The backup removes it."""
+    leaving virtual loss on every node of every path. The backup removes it. A root action >= 0
+    is taken at that tree's root instead of PUCT's (a Gumbel root chooses it; mcts.py)."""
     batch = visits.shape[0]
     capacity = visits.shape[1]
     for k in range(leaves_per_tree):
@@ -88,6 +90,8 @@ def select_leaves(
                     # A terminal revisited (its exact value is backed up again), or a node
                     # allocated earlier in this wave and still waiting for its evaluation.
                     a = -1
+                elif node == 0 and root_action[b] >= 0:
+                    a = root_action[b]
                 else:
                     a = puct_child(visits, in_flight, value_sum, prior, children, discount,
                                    legal, b, node, c_puct, virtual_loss)

@@ -22,9 +22,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from envs.protocol import Game
-from selfplay.search.mcts import ExpansionResult, RootInput, SearchOutput, run_mcts
+from selfplay.search.mcts import (
+    ExpansionResult,
+    RootInput,
+    SearchOutput,
+    run_gumbel_mcts,
+    run_mcts,
+)
 from selfplay.search.tree_record import check_record_nodes, record_tree, search_nodes
 from selfplay.types import SearchNodes, SearchStats
+
+SEARCH_ROOTS = ("puct", "gumbel")  # search.root
 
 if TYPE_CHECKING:  # only for annotations: the search never imports a model
     from selfplay.policy.engine import Engine
@@ -102,6 +110,7 @@ class GameSearchResult:
     stats: list[SearchStats]  # one per root, over that root's legal actions (ascending index)
     legal_actions: list[np.ndarray]  # int64 action indices aligned with stats[b].actions
     output: SearchOutput  # the raw search (visit counts [B, A] over the full index space, tree)
+    chosen: list[int] | None = None  # per root, the index into its legal actions a Gumbel root chose (None: PUCT, the caller picks from the visits)
 
 
 class GameSearch:
@@ -119,9 +128,20 @@ class GameSearch:
         leaves_per_tree: int = 1,
         virtual_loss: float = 1.0,
         record_nodes: int = 0,
+        root: str = "puct",
+        max_considered: int = 16,
+        gumbel_scale: float = 1.0,
     ):
         """record_nodes: the most-visited nodes below the root kept in each ``SearchStats.nodes``
-        (0: none, the root's children only; tree_record.py)."""
+        (0: none, the root's children only; tree_record.py). root: "puct" (Dirichlet noise at the
+        root) or "gumbel" (``mcts.run_gumbel_mcts``: Gumbel-top-``max_considered`` and sequential
+        halving; the improved policy is each decision's ``policy_target`` and the chosen action
+        is played; ``add_noise=False`` draws no Gumbel noise)."""
+        if root not in SEARCH_ROOTS:
+            raise ValueError(f"GameSearch: root={root!r}; expected one of {SEARCH_ROOTS}")
+        self.root = root
+        self.max_considered = max_considered
+        self.gumbel_scale = gumbel_scale
         self.game = game
         self.record_nodes = check_record_nodes(record_nodes)
         self.evaluate = evaluate
@@ -138,7 +158,8 @@ class GameSearch:
                    dirichlet_alpha=config.dirichlet_alpha,
                    dirichlet_fraction=config.dirichlet_fraction,
                    leaves_per_tree=config.leaves_per_tree, virtual_loss=config.virtual_loss,
-                   record_nodes=config.record_nodes)
+                   record_nodes=config.record_nodes, root=config.root,
+                   max_considered=config.max_considered, gumbel_scale=config.gumbel_scale)
 
     def run(
         self,
@@ -192,23 +213,31 @@ class GameSearch:
             return ExpansionResult(priors=new_priors, values=new_values, legal=new_legal,
                                    terminal=terminal, terminal_value=terminal_value)
 
-        noise = self.dirichlet_fraction if add_noise else 0.0
-        output = run_mcts(
-            RootInput(priors=np.asarray(priors), values=np.asarray(values), legal=legal),
-            expand,
-            num_simulations=self.num_simulations,
-            c_puct=self.c_puct,
-            dirichlet_alpha=self.dirichlet_alpha,
-            dirichlet_fraction=noise,
-            leaves_per_tree=self.leaves_per_tree,
-            virtual_loss=self.virtual_loss,
-            two_player=True,
-            rng=rng,
-        )
-        stats, legal_actions = [], []
+        root_input = RootInput(priors=np.asarray(priors), values=np.asarray(values), legal=legal)
+        if self.root == "gumbel":
+            output = run_gumbel_mcts(
+                root_input, expand, num_simulations=self.num_simulations,
+                max_num_considered=self.max_considered,
+                gumbel_scale=self.gumbel_scale if add_noise else 0.0, c_puct=self.c_puct,
+                two_player=True, rng=rng)
+        else:
+            output = run_mcts(
+                root_input,
+                expand,
+                num_simulations=self.num_simulations,
+                c_puct=self.c_puct,
+                dirichlet_alpha=self.dirichlet_alpha,
+                dirichlet_fraction=self.dirichlet_fraction if add_noise else 0.0,
+                leaves_per_tree=self.leaves_per_tree,
+                virtual_loss=self.virtual_loss,
+                two_player=True,
+                rng=rng,
+            )
+        stats, legal_actions, chosen = [], [], []
         for b in range(len(roots)):
             idx = np.flatnonzero(legal[b])
             legal_actions.append(idx)
+            target = None if output.policy_target is None else output.policy_target[b, idx]
             stats.append(SearchStats(
                 actions=[game.action_to_text(int(a)) for a in idx],
                 visits=output.visit_counts[b, idx].astype(float).tolist(),
@@ -217,8 +246,12 @@ class GameSearch:
                 root_value=float(output.root_value[b]),
                 simulations=self.num_simulations,
                 nodes=self._nodes(output, b),
+                policy_target=None if target is None else (target / target.sum()).tolist(),
             ))
-        return GameSearchResult(stats=stats, legal_actions=legal_actions, output=output)
+            if output.action is not None:
+                chosen.append(int(np.searchsorted(idx, output.action[b])))
+        return GameSearchResult(stats=stats, legal_actions=legal_actions, output=output,
+                                chosen=chosen if output.action is not None else None)
 
     def _nodes(self, output: SearchOutput, b: int) -> SearchNodes | None:
         if not self.record_nodes:

@@ -60,6 +60,8 @@ class SearchOutput:
     q_values: np.ndarray  # [B, A] float64, root child mean values, root mover's view (0 unvisited)
     prior: np.ndarray  # [B, A] float64, evaluator priors at the root, normalised, without noise
     tree: Tree
+    policy_target: np.ndarray | None = None  # [B, A] a Gumbel root's improved policy; None: PUCT
+    action: np.ndarray | None = None  # [B] int64, the action a Gumbel root chose; None: PUCT
 
 
 # ------------------------------------------------------------------------------------------------
@@ -143,37 +145,19 @@ def run_mcts(
     agent (reasoning steps: no flip). dirichlet_fraction=0 turns root noise off (then ``rng`` may
     be None and the search is deterministic).
     """
-    legal = np.asarray(root.legal, dtype=np.bool_)
-    priors = np.asarray(root.priors, dtype=np.float64)
-    values = np.asarray(root.values, dtype=np.float64)
-    if legal.ndim != 2 or priors.shape != legal.shape or values.shape != legal.shape[:1]:
-        raise ValueError(f"RootInput shapes disagree: priors {priors.shape}, values "
-                         f"{values.shape}, legal {legal.shape}; expected [B, A], [B], [B, A]")
-    if not legal.any(axis=1).all():
-        bad = np.flatnonzero(~legal.any(axis=1)).tolist()
-        raise ValueError(f"roots {bad} have no legal action (a terminal position has no search)")
     if num_simulations < 1 or leaves_per_tree < 1:
         raise ValueError(f"num_simulations ({num_simulations}) and leaves_per_tree "
                          f"({leaves_per_tree}) must be >= 1")
     if dirichlet_fraction > 0 and rng is None:
         raise ValueError("dirichlet_fraction > 0 needs an rng (np.random.Generator)")
-
+    tree, legal, root_prior = _init_tree(root, num_simulations)
     batch, num_actions = legal.shape
-    tree = empty_tree(batch, num_simulations + 1, num_actions)
-    root_prior = normalise_priors(priors, legal)
-    noisy = (add_dirichlet_noise(root_prior, legal, alpha=dirichlet_alpha,
-                                 fraction=dirichlet_fraction, rng=rng)
-             if dirichlet_fraction > 0 else root_prior)
-    # The root counts its own evaluation as one visit, as every expanded node does.
-    tree.prior[:, 0] = noisy
-    tree.legal[:, 0] = legal
-    tree.raw_value[:, 0] = values
-    tree.value_sum[:, 0] = values
-    tree.visits[:, 0] = 1
-    tree.expanded[:, 0] = True
-    tree.num_nodes[:] = 1
+    if dirichlet_fraction > 0:
+        tree.prior[:, 0] = add_dirichlet_noise(root_prior, legal, alpha=dirichlet_alpha,
+                                               fraction=dirichlet_fraction, rng=rng)
 
     new_node_discount = -1.0 if two_player else 1.0
+    puct_root = np.full(batch, -1, np.int64)
     remaining = num_simulations
     while remaining > 0:
         k = min(leaves_per_tree, remaining)
@@ -186,14 +170,10 @@ def run_mcts(
         select_leaves(tree.visits, tree.in_flight, tree.value_sum, tree.prior, tree.children,
                       tree.parent, tree.action_from_parent, tree.discount, tree.terminal,
                       tree.expanded, tree.legal, tree.num_nodes, k, c_puct, virtual_loss,
-                      new_node_discount, leaf_tree, leaf_node, leaf_parent, leaf_action, leaf_new)
-        if leaf_new.any():
-            t, n = leaf_tree[leaf_new], leaf_node[leaf_new]
-            result = expand_fn(t, n, leaf_parent[leaf_new], leaf_action[leaf_new])
-            _check_expansion(result, t.size, num_actions)
-            _write_expansion(tree, t, n, result)
-        backup(tree.visits, tree.in_flight, tree.value_sum, tree.raw_value, tree.parent,
-               tree.discount, leaf_tree, leaf_node)
+                      new_node_discount, leaf_tree, leaf_node, leaf_parent, leaf_action, leaf_new,
+                      puct_root)
+        _expand_and_backup(tree, expand_fn, leaf_tree, leaf_node, leaf_parent, leaf_action,
+                           leaf_new, num_actions)
         remaining -= k
 
     roots = np.zeros(batch, np.int64)
@@ -203,6 +183,112 @@ def run_mcts(
         q_values=child_q(tree, roots),
         prior=root_prior,
         tree=tree,
+    )
+
+
+def _expand_and_backup(tree: Tree, expand_fn: ExpandFn, leaf_tree, leaf_node, leaf_parent,
+                       leaf_action, leaf_new, num_actions: int) -> None:
+    """The second half of a wave: one ``expand_fn`` call for its new leaves, then the backup."""
+    if leaf_new.any():
+        t, n = leaf_tree[leaf_new], leaf_node[leaf_new]
+        result = expand_fn(t, n, leaf_parent[leaf_new], leaf_action[leaf_new])
+        _check_expansion(result, t.size, num_actions)
+        _write_expansion(tree, t, n, result)
+    backup(tree.visits, tree.in_flight, tree.value_sum, tree.raw_value, tree.parent,
+           tree.discount, leaf_tree, leaf_node)
+
+
+def _init_tree(root: RootInput, num_simulations: int) -> tuple[Tree, np.ndarray, np.ndarray]:
+    """A batch of trees holding only their evaluated roots (each counts its own evaluation as
+    one visit, as every expanded node does); returns (tree, legal, normalised root prior)."""
+    legal = np.asarray(root.legal, dtype=np.bool_)
+    priors = np.asarray(root.priors, dtype=np.float64)
+    values = np.asarray(root.values, dtype=np.float64)
+    if legal.ndim != 2 or priors.shape != legal.shape or values.shape != legal.shape[:1]:
+        raise ValueError(f"RootInput shapes disagree: priors {priors.shape}, values "
+                         f"{values.shape}, legal {legal.shape}; expected [B, A], [B], [B, A]")
+    if not legal.any(axis=1).all():
+        bad = np.flatnonzero(~legal.any(axis=1)).tolist()
+        raise ValueError(f"roots {bad} have no legal action (a terminal position has no search)")
+    batch, num_actions = legal.shape
+    tree = empty_tree(batch, num_simulations + 1, num_actions)
+    root_prior = normalise_priors(priors, legal)
+    tree.prior[:, 0] = root_prior
+    tree.legal[:, 0] = legal
+    tree.raw_value[:, 0] = values
+    tree.value_sum[:, 0] = values
+    tree.visits[:, 0] = 1
+    tree.expanded[:, 0] = True
+    tree.num_nodes[:] = 1
+    return tree, legal, root_prior
+
+
+def run_gumbel_mcts(
+    root: RootInput,
+    expand_fn: ExpandFn,
+    *,
+    num_simulations: int,
+    max_num_considered: int = 16,
+    gumbel_scale: float = 1.0,
+    c_puct: float = 1.5,
+    c_visit: float = 50.0,
+    c_scale: float = 1.0,
+    two_player: bool = True,
+    rng: np.random.Generator | None = None,
+) -> SearchOutput:
+    """A Gumbel root (Danihelka et al., 2022; mctx's ``gumbel_muzero_policy``) over the same trees:
+    ``max_num_considered`` root actions drawn by Gumbel-top-k, the budget spread over them by
+    sequential halving (``gumbel.gumbel_search``), each simulation forced through its root action
+    and continued below it by PUCT (mctx selects deterministically there; PUCT is this
+    framework's one interior rule). The output adds the improved policy, softmax(logits +
+    sigma(completed Q)), as the training target, and the chosen action: the best survivor.
+
+    Without root noise: the Gumbel draw is the exploration; ``gumbel_scale=0`` (then ``rng`` may
+    be None) gives a deterministic search, for evaluation. One descent per tree per wave."""
+    from selfplay.search.gumbel import gumbel_search
+
+    if num_simulations < 1:
+        raise ValueError(f"num_simulations ({num_simulations}) must be >= 1")
+    tree, legal, root_prior = _init_tree(root, num_simulations)
+    batch, num_actions = legal.shape
+    new_node_discount = -1.0 if two_player else 1.0
+    leaf = {name: np.empty(batch, dtype) for name, dtype in (
+        ("tree", np.int64), ("node", np.int64), ("parent", np.int64), ("action", np.int64),
+        ("new", np.bool_))}
+
+    def child_value(rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The summed backed-up value of each row's root child, from the root mover's view."""
+        child = tree.children[rows, 0, actions]
+        known = child >= 0
+        safe = np.where(known, child, 0)
+        return np.where(known, tree.discount[rows, safe] * tree.value_sum[rows, safe], 0.0)
+
+    def simulate(rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        before = child_value(rows, actions)
+        select_leaves(tree.visits, tree.in_flight, tree.value_sum, tree.prior, tree.children,
+                      tree.parent, tree.action_from_parent, tree.discount, tree.terminal,
+                      tree.expanded, tree.legal, tree.num_nodes, 1, c_puct, 0.0,
+                      new_node_discount, leaf["tree"], leaf["node"], leaf["parent"],
+                      leaf["action"], leaf["new"], actions.astype(np.int64))
+        _expand_and_backup(tree, expand_fn, leaf["tree"], leaf["node"], leaf["parent"],
+                           leaf["action"], leaf["new"], num_actions)
+        return child_value(rows, actions) - before  # this simulation's value of the action
+
+    with np.errstate(divide="ignore"):
+        logits = np.where(legal, np.log(root_prior), -np.inf)
+    out = gumbel_search(logits, legal, simulate, num_simulations=num_simulations,
+                        max_num_considered=max_num_considered,
+                        root_value=np.asarray(root.values, dtype=np.float64), rng=rng,
+                        gumbel_scale=gumbel_scale, c_visit=c_visit, c_scale=c_scale)
+    roots = np.zeros(batch, np.int64)
+    return SearchOutput(
+        visit_counts=child_visits(tree, roots),
+        root_value=tree.node_value(0),
+        q_values=child_q(tree, roots),
+        prior=root_prior,
+        tree=tree,
+        policy_target=out.policy,
+        action=out.action,
     )
 
 
