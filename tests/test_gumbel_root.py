@@ -106,3 +106,17 @@ def test_an_old_shard_without_the_policy_column_reads_as_visits():
 def test_gumbel_settings_that_cannot_run_name_the_key(overrides, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_search_root(SearchConfig(**overrides))
+
+
+def test_step_search_with_a_gumbel_root_finds_the_rewarded_low_prior_step():
+    from test_text_search import ScriptedEngine, rewards_answer, two_branches
+
+    from selfplay.search.text_adapter import StepSearch
+
+    search = StepSearch(ScriptedEngine(two_branches), rewards_answer("Answer: 2"),
+                        num_candidates=2, num_simulations=8, root="gumbel")
+    result = search.run(["Q"], rng=np.random.default_rng(0))
+    stats = result.stats[0]
+    assert stats.actions == ["a", "b"] and result.chosen == ["b"]  # prior 0.1, reward 1
+    assert stats.policy_target[1] > stats.policy_target[0]
+    assert sum(stats.visits) == 8

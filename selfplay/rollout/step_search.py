@@ -95,7 +95,8 @@ class StepSearchRollout:
             top_p=sampling.top_p, max_steps=self.max_steps, num_simulations=s.num_simulations,
             c_puct=s.c_puct, dirichlet_alpha=s.dirichlet_alpha,
             dirichlet_fraction=s.dirichlet_fraction, leaves_per_tree=s.leaves_per_tree,
-            virtual_loss=s.virtual_loss, record_nodes=s.record_nodes)
+            virtual_loss=s.virtual_loss, record_nodes=s.record_nodes, root=s.root,
+            max_considered=s.max_considered, gumbel_scale=s.gumbel_scale)
 
     def play(self, count: int, seed: int, actor: str) -> list[Episode]:
         from selfplay.rollout.modes import problem_seeds

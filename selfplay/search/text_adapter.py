@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from selfplay.policy.engine import Completion, SamplingParams
-from selfplay.search.mcts import ExpansionResult, RootInput, SearchOutput, run_mcts
+from selfplay.search.mcts import (
+    ExpansionResult,
+    RootInput,
+    SearchOutput,
+    run_gumbel_mcts,
+    run_mcts,
+)
 from selfplay.search.policies import select_action
 from selfplay.search.tree_record import check_record_nodes, record_tree, search_nodes
 from selfplay.textgen.rollout import STEP_STOP, prompt_of
@@ -178,7 +184,7 @@ def _fits(engine: Engine, prompt: str) -> bool:
 @dataclass(frozen=True)
 class StepSearchResult:
     stats: list[SearchStats]  # one per root, over its distinct candidate steps (slot order)
-    chosen: list[str]  # the most visited step of each root (ties: higher prior, then first)
+    chosen: list[str]  # the most visited step of each root (ties: higher prior, then first); a Gumbel root's own choice
     chosen_index: list[int]  # its index in stats[b].actions (= its action slot)
     output: SearchOutput  # the raw search: visit counts [B, K] over the K slots, the tree
 
@@ -217,8 +223,14 @@ class StepSearch:
         leaves_per_tree: int = 1,
         virtual_loss: float = 1.0,
         record_nodes: int = 0,
+        root: str = "puct",
+        max_considered: int = 16,
+        gumbel_scale: float = 1.0,
     ):
-        """num_candidates: K, steps sampled per expansion (the action space is K slots);
+        """root: "puct" or "gumbel" (as ``GameSearch``: Gumbel-top-``max_considered`` candidate
+        steps and sequential halving at the root, PUCT below; the chosen step is the Gumbel
+        root's, the improved policy each decision's ``policy_target``).
+        num_candidates: K, steps sampled per expansion (the action space is K slots);
         seed: the sampling seed of every generate call, so a state's candidates depend on its
         text alone (a batch equals its searches one by one); but every node then reuses the same
         random draws, so candidates of different states are correlated (one seed per request is
@@ -251,6 +263,9 @@ class StepSearch:
         self.leaves_per_tree = leaves_per_tree
         self.virtual_loss = virtual_loss
         self.record_nodes = check_record_nodes(record_nodes)
+        if root not in ("puct", "gumbel"):
+            raise ValueError(f"StepSearch: root={root!r}; expected puct or gumbel")
+        self.root, self.max_considered, self.gumbel_scale = root, max_considered, gumbel_scale
 
     def can_continue(self, state: str, depth: int) -> bool:
         """Whether a state (``depth`` steps after its problem) still takes a step: under the step
@@ -343,26 +358,39 @@ class StepSearch:
             return ExpansionResult(priors=priors, values=values, legal=legal, terminal=terminal,
                                    terminal_value=terminal_value)
 
-        output = run_mcts(
-            RootInput(priors=root_priors, values=root_values, legal=root_legal),
-            expand,
-            num_simulations=self.num_simulations,
-            c_puct=self.c_puct,
-            dirichlet_alpha=self.dirichlet_alpha,
-            dirichlet_fraction=self.dirichlet_fraction if add_noise else 0.0,
-            leaves_per_tree=self.leaves_per_tree,
-            virtual_loss=self.virtual_loss,
-            two_player=False,
-            rng=rng,
-        )
+        root_input = RootInput(priors=root_priors, values=root_values, legal=root_legal)
+        if self.root == "gumbel":
+            output = run_gumbel_mcts(
+                root_input, expand, num_simulations=self.num_simulations,
+                max_num_considered=self.max_considered,
+                gumbel_scale=self.gumbel_scale if add_noise else 0.0, c_puct=self.c_puct,
+                two_player=False, rng=rng)
+        else:
+            output = run_mcts(
+                root_input,
+                expand,
+                num_simulations=self.num_simulations,
+                c_puct=self.c_puct,
+                dirichlet_alpha=self.dirichlet_alpha,
+                dirichlet_fraction=self.dirichlet_fraction if add_noise else 0.0,
+                leaves_per_tree=self.leaves_per_tree,
+                virtual_loss=self.virtual_loss,
+                two_player=False,
+                rng=rng,
+            )
         stats, chosen, chosen_index = [], [], []
         for b, root in enumerate(roots):
             assert root.steps is not None
             d = len(root.steps)
             visits = output.visit_counts[b, :d].astype(float)
             prior = output.prior[b, :d]
-            # Most visited; a tie goes to the policy's preference, then to the first sampled.
-            best = max(range(d), key=lambda a: (visits[a], prior[a], -a))
+            target = None
+            if output.action is not None:  # the Gumbel root's choice and improved policy
+                best = int(output.action[b])
+                t = output.policy_target[b, :d]
+                target = (t / t.sum()).tolist()
+            else:  # most visited; a tie goes to the policy's preference, then the first sampled
+                best = max(range(d), key=lambda a: (visits[a], prior[a], -a))
             stats.append(SearchStats(
                 actions=list(root.steps),
                 visits=visits.tolist(),
@@ -371,6 +399,7 @@ class StepSearch:
                 root_value=float(output.root_value[b]),
                 simulations=self.num_simulations,
                 nodes=self._nodes(output, b, trees[b]),
+                policy_target=target,
             ))
             chosen.append(root.steps[best])
             chosen_index.append(best)
@@ -446,7 +475,8 @@ def solve_with_search(
         still = []
         for b, stats, best in zip(live, result.stats, result.chosen_index):
             sp = out[b]
-            pick = (best if temperature == 0
+            # A Gumbel root's choice is already the exploration: it is played as it is.
+            pick = (best if temperature == 0 or search.root == "gumbel"
                     else select_action(np.asarray(stats.visits), temperature, rng))
             step = stats.actions[pick]
             sp.observations.append(sp.text)
