@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from selfplay.atomic import atomic_write_json
 from selfplay.build import build_env, env_kind
 from selfplay.config import EnvConfig
 from selfplay.errors import UserError
+from selfplay.feedback.config import FeedbackConfig
 from selfplay.learner.checkpoint import (
     CheckpointMeta,
     checkpoint_dir,
@@ -60,6 +61,7 @@ class RolloutWorkerConfig:
     search: SearchConfig
     sampling: TextSamplingConfig
     rollout: RolloutConfig
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)  # AI feedback added to a text task's reward in rollouts
 
 
 @dataclass
@@ -119,7 +121,7 @@ def worker_configs(cfg) -> WorkerConfigs:
     return WorkerConfigs(
         kind=kind,
         rollout=RolloutWorkerConfig(mode, typed.env, typed.policy, typed.engine, typed.search,
-                                    typed.sampling, typed.rollout),
+                                    typed.sampling, typed.rollout, typed.feedback),
         learner=LearnerWorkerConfig(
             str(Path(run.dir).resolve()), run.resume, loss, typed.learner, typed.policy,
             typed.env, WarmStartConfig(run.warm_start, run.warm_start_problems,

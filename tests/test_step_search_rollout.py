@@ -85,3 +85,29 @@ def test_step_search_needs_a_multi_step_task():
                           sampling=TextSamplingConfig())
     with pytest.raises(UserError, match="takes a whole solution per action"):
         StepSearchRollout(cfg, ScriptedEngine(lambda p: [("x\n", -1.0)]))
+
+
+def test_training_rollouts_add_the_configured_ai_feedback_to_the_reward():
+    from selfplay.feedback.config import FeedbackConfig, FeedbackSourceConfig
+    from selfplay.rollout.modes import SampleGroups
+
+    # A process reward (arithmetic step checks; no model) at weight 0.5 beside the verifier.
+    feedback = FeedbackConfig(env_weight=1.0, sources=[FeedbackSourceConfig(
+        kind="process_reward", weight=0.5, step_scorer="arithmetic", aggregate="min")])
+    math = EnvConfig(id="selfplay/MathArithmetic-v0",
+                     kwargs={"families": ["addition"], "level": 1})
+    cfg = SimpleNamespace(env=math, rollout=RolloutConfig(problems=8),
+                          sampling=TextSamplingConfig(k=2, max_tokens=32),
+                          search=SearchConfig(), feedback=feedback, engine=None)
+    wrong_step = "2 + 2 = 5\nAnswer: 100000"  # a false claim and a wrong answer: 0 + 0.5 * 0
+    right_step = "2 + 2 = 4\nAnswer: 100000"  # a true claim, a wrong answer: 0 + 0.5 * 1
+    engine = ScriptedEngine(lambda prompt: [(wrong_step, -1.0), (right_step, -1.0)])
+    episodes = SampleGroups(cfg, engine).play(2, seed=0, actor="a0")
+    assert len(episodes) == 4
+    by_action = {ep.steps[-1].action: ep for ep in episodes}
+    assert by_action[wrong_step].outcome == 0.0
+    assert by_action[right_step].outcome == pytest.approx(0.5)
+    assert float(by_action[right_step].info["env_reward"]) == 0.0  # the verifier's own verdict
+    assert "process_reward" in str(by_action[right_step].info["feedback"])
+    plain = SimpleNamespace(**{**vars(cfg), "feedback": FeedbackConfig()})
+    assert all(ep.outcome == 0.0 for ep in SampleGroups(plain, engine).play(2, seed=0, actor="a"))

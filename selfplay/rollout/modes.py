@@ -80,12 +80,24 @@ def text_sampling(sampling, multi_step: bool, seed: int | None = None) -> Sampli
     )
 
 
+def training_feedback(cfg, engine: Engine):
+    """How a rollout wraps its text env: with the AI feedback of ``cfg.feedback`` (a judge with no
+    path of its own judges with the rollout's engine, the incumbent), added to the env's reward
+    with the configured weights, as the text arena does; unwrapped when no source is set."""
+    if not getattr(cfg, "feedback", None) or not cfg.feedback.sources:
+        return lambda env: env
+    from selfplay.evaluate_text import feedback_wrapper
+
+    return feedback_wrapper(cfg, engine)
+
+
 class SampleGroups:
     def __init__(self, cfg, engine: Engine):
         from selfplay.textgen.rollout import is_multi_step
 
         self.cfg, self.engine = cfg, engine
-        self.env_factory = lambda: build_env(cfg.env)
+        wrap = training_feedback(cfg, engine)
+        self.env_factory = lambda: wrap(build_env(cfg.env))
         self.probe = self.env_factory()
         self.multi_step = is_multi_step(self.probe)
         self.params = text_sampling(cfg.sampling, self.multi_step)

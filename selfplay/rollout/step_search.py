@@ -74,9 +74,10 @@ class StepSearchRollout:
 
     def __init__(self, cfg, engine: Engine):
         from selfplay.build import build_env
+        from selfplay.rollout.modes import training_feedback
 
         self.cfg, self.engine = cfg, engine
-        self.env = build_env(cfg.env)
+        self.env = training_feedback(cfg, engine)(build_env(cfg.env))
         if not is_multi_step(self.env):
             raise UserError(f"rollout.mode=step_search searches over reasoning steps: "
                             f"{cfg.env.id} takes a whole solution per action (use a multi-step "
