@@ -72,15 +72,16 @@ def sft_start(env: str, out_dir: Path, problems: int, steps: int, extra: tuple[s
     return metrics
 
 
-def held_out(env: str, policy_dir: str, problems: int, k: int) -> dict:
-    """pass@1..k at temperature 1 (seeded) and greedy accuracy on test problems 0..problems-1."""
+def held_out(env: str, policy_dir: str, problems: int, k: int, extra: tuple[str, ...] = ()) -> dict:
+    """pass@1..k at temperature 1 (seeded) and greedy accuracy on test problems 0..problems-1;
+    ``extra`` overrides go to the composed config (e.g. the env's kwargs)."""
     from selfplay.arena.text import evaluate_version
     from selfplay.evaluate_text import _test_env_factory
     from selfplay.policy.config import PolicyConfig
     from selfplay.policy.factory import make_engine
     from selfplay.rollout.modes import text_sampling
 
-    cfg = compose([f"env={env}"])
+    cfg = compose([f"env={env}", *extra])
     engine = make_engine(PolicyConfig(path=policy_dir), cfg.engine)
     factory = _test_env_factory(cfg.env)
     sampled = evaluate_version(factory, engine, range(problems), k,

@@ -103,3 +103,19 @@ def test_wrong_loss_or_unknown_env_is_one_clear_error_before_ray(tmp_path: Path)
                                 capture_output=True, text=True, timeout=120, cwd=REPO)
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
+
+
+def test_the_knobs_for_harder_games_run_together_through_ray(tmp_path: Path):
+    run_dir = tmp_path / "knobs"
+    run("train", *TINY, f"run.dir={run_dir}", "run.budget_steps=8", "run.budget_minutes=3",
+        "learner.augment_symmetries=true", "search.root=gumbel", "search.max_considered=4",
+        "search.full_search_prob=0.5", "search.fast_simulations=2",
+        "learner.value_target_mix=0.5", "learner.lr_schedule=cosine", "learner.lr_decay_steps=8",
+        "arena.gate_test=sprt", "arena.gate_batch=4", "arena.gate_max_games=8")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["learner_steps"] >= 8
+    steps = pd.read_parquet(run_dir / "episodes")
+    searched = steps[steps["search_visits"].notna()]
+    assert 0 < len(searched) < len(steps)  # fast moves are stored without statistics
+    assert searched["search_policy"].notna().all()  # the Gumbel root's improved policy
+    assert set(searched["simulations"]) == {8}  # every target is a full search's
