@@ -37,8 +37,8 @@ def main() -> None:
                         help="reference programs of the sft start (many: constants to read)")
     parser.add_argument("--level", type=int, default=1,
                         help="task level (0: all). Level 1's held-out tasks are seen families "
-                             "with unseen constants (add 13 when add 19 is in train); levels "
-                             "2-3 hold out whole families too (count_item, gcd have no "
+                             "with unseen constants (add 13 when add 19 is in train); level 3 "
+                             "holds out whole families (count_item, gcd have no "
                              "constants, so the split puts the whole family in test)")
     parser.add_argument("--warm-steps", type=int, default=300, help="learner steps of the sft start")
     parser.add_argument("--eval-problems", type=int, default=100, help="held-out tasks")
