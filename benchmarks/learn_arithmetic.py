@@ -13,6 +13,11 @@ From scratch on this machine (2 CPU cores, the tiny default policy):
    - **expert iteration**: ``learner=expert_iteration`` (SFT on each group's verified samples);
    - **trl**: TRL's ``GRPOTrainer`` from the same weights with the same reward, when the
      ``[bench]`` extra is installed (``benchmarks/trl_peer.py``);
+   - on request (``--arms``), search over reasoning steps on ``env=math_steps`` (the same
+     problems, one step per action) from its own sft start: **step_mcts_alphazero**
+     (``rollout.mode=step_search``, the alphazero loss over sibling steps),
+     **step_mcts_expert_iteration** (SFT on the verified paths the search finds) and
+     **grpo_steps** (GRPO on the same task, the baseline search must beat);
 3. pass@1 (unbiased, k samples at temperature 1) and greedy accuracy of each final policy on the
    same held-out problems (the env's test split, disjoint from training).
 
@@ -80,14 +85,16 @@ def held_out(env: str, policy_dir: str, problems: int, k: int, extra: tuple[str,
     from selfplay.policy.config import PolicyConfig
     from selfplay.policy.factory import make_engine
     from selfplay.rollout.modes import text_sampling
+    from selfplay.textgen.rollout import is_multi_step
 
     cfg = compose([f"env={env}", *extra])
     engine = make_engine(PolicyConfig(path=policy_dir), cfg.engine)
     factory = _test_env_factory(cfg.env)
+    multi = is_multi_step(factory())  # math_steps: one step per sample, to its newline
     sampled = evaluate_version(factory, engine, range(problems), k,
-                               text_sampling(cfg.sampling, False, seed=12345))
+                               text_sampling(cfg.sampling, multi, seed=12345))
     greedy = evaluate_version(factory, engine, range(problems), 1,
-                              replace(text_sampling(cfg.sampling, False, seed=0), temperature=0.0))
+                              replace(text_sampling(cfg.sampling, multi, seed=0), temperature=0.0))
     return {"pass@1": sampled.pass_at[1], f"pass@{k}": sampled.pass_at[k],
             f"maj@{k}": sampled.majority, "greedy": greedy.pass_at[1]}
 
@@ -175,6 +182,40 @@ def merge_previous(results: dict[str, dict], curves: dict[str, list]) -> str | N
     return previous["date"]
 
 
+# Search over reasoning steps needs a multi-step task: the same problems, one step per action.
+STEP_ENV = "math_steps"
+STEP_SEARCH = ["rollout.mode=step_search", "search.num_simulations=16", "search.num_candidates=4"]
+STEP_ARMS = {
+    "step_mcts_alphazero": [*STEP_SEARCH, "learner=alphazero"],
+    "step_mcts_expert_iteration": [*STEP_SEARCH, "learner=expert_iteration"],
+    "grpo_steps": ["learner=grpo"],  # the sampling baseline on the same multi-step task
+}
+
+
+def step_arms(chosen: list[str], tmp: Path, args, results: dict, curves: dict) -> None:
+    """The arms on ``env=math_steps`` from their own sft start (step-by-step references), on the
+    same held-out problems (the test split's seeds), each ``--minutes`` of ``selfplay train``."""
+    from selfplay.arena.players import resolve_checkpoint
+
+    names = [n for n in STEP_ARMS if n in chosen]
+    if not names:
+        return
+    sft_start(STEP_ENV, tmp / "steps", args.problems, args.warm_steps)
+    start = tmp / "steps" / "start"
+    results["sft start (steps)"] = held_out(STEP_ENV, str(start), args.eval_problems, 4)
+    print(f"sft start (steps): {results['sft start (steps)']}", flush=True)
+    for name in names:
+        arm = train_arm(STEP_ENV, start, tmp / name, args.minutes, STEP_ARMS[name],
+                        min(args.eval_problems, 50))
+        final = resolve_checkpoint(str(tmp / name))
+        results[name] = {**held_out(STEP_ENV, str(final), args.eval_problems, 4),
+                         "learner_steps": arm["summary"]["learner_steps"],
+                         "episodes": arm["summary"]["episodes"],
+                         "version": arm["summary"]["latest_version"]}
+        curves[name] = arm["curve"]
+        print(f"{name}: {results[name]}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short arms, same code path")
@@ -183,7 +224,9 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=256, help="reference solutions of the sft start")
     parser.add_argument("--warm-steps", type=int, default=300, help="learner steps of the sft start")
     parser.add_argument("--eval-problems", type=int, default=200, help="held-out problems")
-    parser.add_argument("--arms", default="control,grpo,expert_iteration,trl")
+    parser.add_argument("--arms", default="control,grpo,expert_iteration,trl",
+                        help="comma-separated; also step_mcts_alphazero, "
+                             "step_mcts_expert_iteration, grpo_steps (on env=math_steps)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other arms of the last full run's JSON (rerun some arms)")
     args = parser.parse_args()
@@ -225,6 +268,7 @@ def main() -> None:
                                   **{k: info[k] for k in ("steps", "completions")},
                                   "learning_rate": info.get("learning_rate")}
                 print(f"trl: {results['trl']}", flush=True)
+        step_arms(chosen, tmp, args, results, curves)
 
     merged_from = merge_previous(results, curves) if args.merge and not args.quick else None
     start_p = results["sft start"]["pass@1"]
@@ -249,9 +293,25 @@ def main() -> None:
                                   points(results["trl"]["pass@1"]),
                                   "TRL GRPOTrainer, same start, reward and minutes", "report"))
     for name, r in results.items():
-        if not name.startswith("sft start"):
-            figures.append(figure(f"{name} pass@1 held-out vs sft start ({label})", "points",
-                                  points(r["pass@1"]), points(start_p), "sft start", "report"))
+        if name.startswith("sft start") or name in STEP_ARMS:
+            continue
+        figures.append(figure(f"{name} pass@1 held-out vs sft start ({label})", "points",
+                              points(r["pass@1"]), points(start_p), "sft start", "report"))
+    if "sft start (steps)" in results:
+        steps_p = results["sft start (steps)"]["pass@1"]
+        for name in (n for n in STEP_ARMS if n in results):
+            figures.append(figure(f"{name} pass@1 held-out vs sft start (steps) ({label})",
+                                  "points", points(results[name]["pass@1"]), points(steps_p),
+                                  "sft start on math_steps", "report"))
+        searched = [n for n in ("step_mcts_alphazero", "step_mcts_expert_iteration")
+                    if n in results]
+        if searched and "grpo_steps" in results:
+            top = max(searched, key=lambda n: results[n]["pass@1"])
+            figures.append(figure(f"best step mcts ({top}) pass@1 held-out vs grpo on steps "
+                                  f"({label})", "points", points(results[top]["pass@1"]),
+                                  points(results["grpo_steps"]["pass@1"]),
+                                  "GRPO on math_steps, same start and minutes",
+                                  "> GRPO (search-based training ahead)"))
     extra = {"minutes_per_arm": args.minutes, "env": args.env, "warm_start": warm,
              "held_out_problems": args.eval_problems, "results": results,
              "gain_over_sft_start_points": points(rl[best]["pass@1"] - start_p) if best else None,
