@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 from selfplay.errors import UserError, disk_full_error, disk_full_message
 
+
 def find_conf_dir() -> Path:
     """The Hydra configs: the copy a built package ships as ``selfplay/conf`` (setup.py), else
     the repository's ``conf/`` beside the package (a source checkout or an editable install)."""
@@ -101,9 +102,8 @@ def run_hydra_command(command: str, task: Callable[[object], int | None], argv: 
 
 
 def cmd_envs(argv: Sequence[str]) -> int:
-    from envs.registration import env_summary, import_env_module, selfplay_env_ids
-
     import envs  # noqa: F401
+    from envs.registration import env_summary, import_env_module, selfplay_env_ids
 
     args = list(argv)
     while args and args[0] in ("--import", "-m"):

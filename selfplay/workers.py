@@ -48,7 +48,6 @@ from selfplay.search.config import SearchConfig
 from selfplay.textgen.config import TextSamplingConfig
 from selfplay.types import Episode
 
-
 # ---- typed sub-configs --------------------------------------------------------------------------
 
 
