@@ -292,6 +292,25 @@ def run_gumbel_mcts(
     )
 
 
+def search_with(settings, root: RootInput, expand_fn: ExpandFn, *, add_noise: bool,
+                two_player: bool, rng: np.random.Generator | None) -> SearchOutput:
+    """Run the root ``settings`` names (a GameSearch or StepSearch: ``root``, the simulation
+    budget, PUCT and noise settings): ``run_gumbel_mcts`` or ``run_mcts``; ``add_noise=False``
+    draws neither Gumbel nor Dirichlet noise."""
+    if settings.root == "gumbel":
+        return run_gumbel_mcts(
+            root, expand_fn, num_simulations=settings.num_simulations,
+            max_num_considered=settings.max_considered,
+            gumbel_scale=settings.gumbel_scale if add_noise else 0.0, c_puct=settings.c_puct,
+            two_player=two_player, rng=rng)
+    return run_mcts(
+        root, expand_fn, num_simulations=settings.num_simulations, c_puct=settings.c_puct,
+        dirichlet_alpha=settings.dirichlet_alpha,
+        dirichlet_fraction=settings.dirichlet_fraction if add_noise else 0.0,
+        leaves_per_tree=settings.leaves_per_tree, virtual_loss=settings.virtual_loss,
+        two_player=two_player, rng=rng)
+
+
 def _write_expansion(tree: Tree, t: np.ndarray, n: np.ndarray, result: ExpansionResult) -> None:
     terminal = np.asarray(result.terminal, dtype=np.bool_)
     legal = np.asarray(result.legal, dtype=np.bool_) & ~terminal[:, None]

@@ -37,8 +37,7 @@ from selfplay.search.mcts import (
     ExpansionResult,
     RootInput,
     SearchOutput,
-    run_gumbel_mcts,
-    run_mcts,
+    search_with,
 )
 from selfplay.search.policies import select_action
 from selfplay.search.tree_record import check_record_nodes, record_tree, search_nodes
@@ -359,25 +358,8 @@ class StepSearch:
                                    terminal_value=terminal_value)
 
         root_input = RootInput(priors=root_priors, values=root_values, legal=root_legal)
-        if self.root == "gumbel":
-            output = run_gumbel_mcts(
-                root_input, expand, num_simulations=self.num_simulations,
-                max_num_considered=self.max_considered,
-                gumbel_scale=self.gumbel_scale if add_noise else 0.0, c_puct=self.c_puct,
-                two_player=False, rng=rng)
-        else:
-            output = run_mcts(
-                root_input,
-                expand,
-                num_simulations=self.num_simulations,
-                c_puct=self.c_puct,
-                dirichlet_alpha=self.dirichlet_alpha,
-                dirichlet_fraction=self.dirichlet_fraction if add_noise else 0.0,
-                leaves_per_tree=self.leaves_per_tree,
-                virtual_loss=self.virtual_loss,
-                two_player=False,
-                rng=rng,
-            )
+        output = search_with(self, root_input, expand, add_noise=add_noise, two_player=False,
+                             rng=rng)
         stats, chosen, chosen_index = [], [], []
         for b, root in enumerate(roots):
             assert root.steps is not None
