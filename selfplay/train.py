@@ -93,8 +93,9 @@ def _check_config(cfg):
     from selfplay.workers import worker_configs
 
     workers = worker_configs(cfg)
-    if workers.learner.loss == "alphazero" and cfg.search.kind != "mcts":
-        raise UserError("search.kind: AlphaZero training needs search=mcts (its visit counts are the targets)")
+    if workers.keep == "searched" and cfg.search.kind != "mcts":
+        raise UserError(f"search.kind: learner.loss={workers.learner.loss} trains on search "
+                        "statistics and needs search=mcts")
     step_search = workers.rollout.mode == "step_search"
     if workers.kind == "text" and workers.keep == "searched" and not step_search:
         raise UserError(f"learner.loss={workers.learner.loss} trains on search statistics, which "
@@ -105,14 +106,15 @@ def _check_config(cfg):
         raise UserError(f"rollout.mode=step_search records search statistics over sibling steps "
                         f"and the chosen steps, not sampled tokens with their probabilities: "
                         f"learner.loss={workers.learner.loss} cannot train on them; use "
-                        "learner=alphazero (over sibling steps) or learner=expert_iteration (on "
-                        "the verified paths)")
+                        "learner=alphazero (over sibling steps), learner=dpo (the best sibling "
+                        "over the worst) or learner=expert_iteration (on the verified paths)")
     if step_search and workers.kind != "text":
         raise UserError(f"rollout.mode=step_search is for multi-step text tasks; {cfg.env.id} is "
                         "a game (its search is rollout.mode=game_selfplay)")
     if workers.kind == "game" and workers.keep != "searched":
         raise UserError(f"learner.loss={workers.learner.loss} trains on sampled tokens; "
-                        f"{cfg.env.id} is a game: use learner=alphazero (or learner=default)")
+                        f"{cfg.env.id} is a game: use learner=alphazero (or learner=default) "
+                        "or learner=dpo")
     if cfg.learner.augment_symmetries:
         _check_symmetries(cfg, workers.kind)
     if cfg.run.warm_start not in ("none", "sft"):

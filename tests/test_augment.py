@@ -44,6 +44,9 @@ def test_connect_four_views_are_the_mirrored_decisions():
         # each move keeps its visits: the target of column c is the original's of 8 - c
         original = dict(zip(d.actions, d.target))
         assert [original[str(8 - int(a))] for a in view.actions] == pytest.approx(view.target)
+        q = dict(zip(d.actions, d.q_values))  # and its Q (what DPO pairs siblings by)
+        assert d.q_values.size == len(d.actions)
+        assert [q[str(8 - int(a))] for a in view.actions] == pytest.approx(view.q_values)
         # the view agrees with the rules: playing its move gives the mirrored next position
         after = game.next_state(mirrored, game.text_to_action(view.action))
         assert np.array_equal(after, mirror.state(game.next_state(state,

@@ -111,9 +111,14 @@ def test_the_knobs_for_harder_games_run_together_through_ray(tmp_path: Path):
         "learner.augment_symmetries=true", "search.root=gumbel", "search.max_considered=4",
         "search.full_search_prob=0.5", "search.fast_simulations=2",
         "learner.value_target_mix=0.5", "learner.lr_schedule=cosine", "learner.lr_decay_steps=8",
-        "arena.gate_test=sprt", "arena.gate_batch=4", "arena.gate_max_games=8")
+        "arena.gate_test=sprt", "arena.gate_batch=4", "arena.gate_max_games=8", "learner=dpo")
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["learner_steps"] >= 8
+    assert summary["learner_steps"] >= 8 and "loss: dpo" in (run_dir / "config.yaml").read_text()
+    # DPO over sibling moves by their Q, against the start version, through the learner actor
+    from selfplay.view.scalars import ScalarReader
+
+    scalars = ScalarReader(run_dir / "tensorboard").refresh()
+    assert "loss/dpo" in scalars and "loss/dpo_pair_fraction" in scalars
     steps = pd.read_parquet(run_dir / "episodes")
     searched = steps[steps["search_visits"].notna()]
     assert 0 < len(searched) < len(steps)  # fast moves are stored without statistics

@@ -2,7 +2,8 @@
 
 ``decision_batch``: the policy's priors over each decision's candidate actions and its value
 (identical decisions merged into one weighted row; every row weighs its draws' importance-sampling
-weights, 1 unless the replay drew by priority). ``priority_updates``: each drawn decision's value
+weights, 1 unless the replay drew by priority), each candidate's Q, and the priors under a
+reference version for a loss that needs one (DPO). ``priority_updates``: each drawn decision's value
 error, the replay's new priority of it. ``token_batch``: the log-probability, under
 the current weights and under a reference version, of every token each sample drew, gathered at
 the completion positions only (the LM head runs on those rows, not on the prompt).
@@ -34,6 +35,7 @@ class MergedDecision:
     value_target: float  # mean value target (weighted)
     count: int
     weight: float = 0.0  # sum of the merged draws' importance-sampling weights (count if uniform)
+    q_values: np.ndarray | None = None  # [A] mean Q of each candidate (weighted); None: not recorded
 
 
 def mixed_value_targets(outcomes: np.ndarray, root_values: np.ndarray, mix: float) -> np.ndarray:
@@ -61,6 +63,7 @@ def merge_duplicates(batch: Batch) -> list[MergedDecision]:
     merged = []
     for (observation, actions), rows in _duplicate_groups(batch).items():
         w = weights[rows] if weights[rows].sum() > 0 else np.ones(len(rows))
+        qs = [batch.q_values[i] for i in rows]
         merged.append(MergedDecision(
             observation=observation,
             actions=list(actions),
@@ -68,6 +71,8 @@ def merge_duplicates(batch: Batch) -> list[MergedDecision]:
             value_target=float(np.average([batch.value_targets[i] for i in rows], weights=w)),
             count=len(rows),
             weight=float(weights[rows].sum()),
+            q_values=(np.average(qs, axis=0, weights=w) if all(len(q) == len(actions) for q in qs)
+                      else None),
         ))
     return merged
 
@@ -81,17 +86,24 @@ def _duplicate_groups(batch: Batch) -> dict[tuple[str, tuple[str, ...]], list[in
     return groups
 
 
-def decision_batch(model: PolicyModel, tokenizer, batch: Batch) -> tuple[DecisionBatch, dict]:
+def decision_batch(model: PolicyModel, tokenizer, batch: Batch,
+                   reference: PolicyModel | None = None) -> tuple[DecisionBatch, dict]:
     groups = merge_duplicates(batch)
     if not groups:
         raise ValueError("batch has no decisions with search statistics")
-    log_priors, values = action_log_priors(
-        model, tokenizer, [g.observation for g in groups], [g.actions for g in groups]
-    )
+    observations, actions = [g.observation for g in groups], [g.actions for g in groups]
+    log_priors, values = action_log_priors(model, tokenizer, observations, actions)
     padded, mask = pad_log_priors(log_priors)
     target = torch.zeros_like(padded)
+    q = torch.full_like(padded, float("nan"))
     for row, g in enumerate(groups):
         target[row, : len(g.target)] = torch.tensor(g.target, dtype=padded.dtype)
+        if g.q_values is not None:
+            q[row, : len(g.q_values)] = torch.tensor(g.q_values, dtype=padded.dtype)
+    ref = None
+    if reference is not None:
+        with torch.no_grad():
+            ref, _ = pad_log_priors(action_log_priors(reference, tokenizer, observations, actions)[0])
     out = DecisionBatch(
         log_priors=padded,
         action_mask=mask,
@@ -99,6 +111,8 @@ def decision_batch(model: PolicyModel, tokenizer, batch: Batch) -> tuple[Decisio
         target_policy=target,
         target_values=torch.tensor([g.value_target for g in groups], dtype=values.dtype),
         weights=torch.tensor([g.weight for g in groups], dtype=values.dtype),
+        target_q=q,
+        ref_log_priors=ref,
     )
     return out, {"learner/unique_fraction": len(groups) / len(batch)}
 
@@ -193,5 +207,4 @@ def token_batch(
                                                        zip(batch.group_rewards, batch.group_index)]))}
 
 
-BUILDERS = {"decisions": lambda model, tok, batch, ref: decision_batch(model, tok, batch),
-            "tokens": token_batch}
+BUILDERS = {"decisions": decision_batch, "tokens": token_batch}

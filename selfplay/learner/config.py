@@ -9,7 +9,7 @@ from selfplay.errors import UserError
 
 @dataclass
 class LearnerConfig:
-    loss: str = "auto"  # alphazero | grpo | expert_iteration | sft (selfplay/learner/losses); auto: alphazero for games, grpo for text tasks
+    loss: str = "auto"  # alphazero | grpo | expert_iteration | sft | dpo (selfplay/learner/losses); auto: alphazero for games, grpo for text tasks
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 1e-4  # AdamW weight decay
     warmup_steps: int = 20  # linear learning-rate warm-up
@@ -35,7 +35,9 @@ class LearnerConfig:
     num_threads: int = 1  # torch threads of the learner process
     clip_eps: float = 0.2  # grpo: PPO clip range of the token importance ratio
     kl_coef: float = 0.02  # grpo: weight of the KL penalty to the reference version (0 = none)
-    kl_reference: str = "start"  # grpo: the KL anchor: start (the version the run started from, the warm start's) | incumbent (follows each accepted version)
+    kl_reference: str = "start"  # grpo, dpo: the reference version: start (the version the run started from, the warm start's) | incumbent (follows each accepted version)
+    dpo_beta: float = 0.1  # dpo: inverse temperature of the preference between the best and the worst sibling by Q
+    dpo_margin: float = 0.1  # dpo: a pair is formed only where the two siblings' Q differ by at least this
     normalize_advantages: bool = True  # grpo: divide group-relative advantages by the group's reward std (False: Dr. GRPO)
 
 
@@ -55,6 +57,11 @@ def check_learner_config(cfg: LearnerConfig) -> None:
     if not 0.0 <= cfg.value_target_mix <= 1.0:
         raise UserError(f"learner.value_target_mix={cfg.value_target_mix}: must be in [0, 1] "
                         "(0: the game outcome alone, 1: the search's root value alone)")
+    if cfg.dpo_beta <= 0:
+        raise UserError(f"learner.dpo_beta={cfg.dpo_beta}: must be > 0")
+    if cfg.dpo_margin < 0:
+        raise UserError(f"learner.dpo_margin={cfg.dpo_margin}: must be >= 0 (the least Q gap "
+                        "between the two siblings of a pair)")
     if cfg.keep_optimizer_states < 0:
         raise UserError(f"learner.keep_optimizer_states={cfg.keep_optimizer_states}: must be "
                         ">= 0 (0 keeps every checkpoint's optimiser state)")

@@ -70,6 +70,7 @@ def with_symmetries(game: Game, episode: Episode, decisions: list[Decision]) -> 
                 actions=[game.action_to_text(int(a)) for a in moved[order]],
                 target=d.target[order],
                 action=game.action_to_text(int(g.action(chosen))),
+                q_values=d.q_values[order] if d.q_values.size == order.size else d.q_values,
             ))
         out.append(replace(d, views=tuple(views)))
     return out
@@ -82,4 +83,4 @@ def draw_view(d: Decision, rng: np.random.Generator) -> Decision:
         return d
     v = d.views[k - 1]
     return replace(d, observation=v.observation, actions=v.actions, target=v.target,
-                   action=v.action, views=())
+                   action=v.action, q_values=v.q_values, views=())

@@ -30,7 +30,7 @@ Nothing here imports torch: a Batch is lists and numpy arrays.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,6 +66,7 @@ class DecisionView:
     actions: list[str]  # the search candidates' images, ascending by index as a search lists them
     target: np.ndarray  # [len(actions)] the visit distribution, reordered with them
     action: str  # the image of the move played
+    q_values: np.ndarray = field(default_factory=lambda: _EMPTY_F32)  # [len(actions)] the candidates' Q, reordered with them
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Decision:
     group_rewards: np.ndarray  # [K] float32 outcomes of the episodes of its group
     group_index: int  # its episode's position in ``group_rewards``
     views: tuple[DecisionView, ...] = ()  # its images under the game's other symmetries (augmentation)
+    q_values: np.ndarray = field(default_factory=lambda: _EMPTY_F32)  # [len(actions)] float32 each candidate's Q from the mover's view; [] without search
 
 
 @dataclass
@@ -113,6 +115,8 @@ class Batch:
     group_index: np.ndarray = None  # type: ignore[assignment]  # [B] int64
     # Importance-sampling weights of prioritised draws (module docstring); 1 when uniform.
     weights: np.ndarray = None  # type: ignore[assignment]  # [B] float32
+    # Each candidate's Q from the mover's view, aligned with ``actions`` (empty without search).
+    q_values: list[np.ndarray] = None  # type: ignore[assignment]  # [A_i] float32 each
 
     def __post_init__(self) -> None:
         b = len(self.observations)
@@ -128,6 +132,8 @@ class Batch:
             self.group_rewards = [_EMPTY_F32] * b
         if self.group_index is None:
             self.group_index = np.full(b, -1, dtype=np.int64)
+        if self.q_values is None:
+            self.q_values = [_EMPTY_F32] * b
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -185,10 +191,12 @@ def decisions_of(
         if s is not None:
             actions = list(s.actions)
             target = np.asarray(s.target_distribution, dtype=np.float32)
+            q_values = np.asarray(s.q_values, dtype=np.float32)
             root_value = float(s.root_value)
         else:
             actions = list(step.legal_actions or [])
             target = np.zeros(0, dtype=np.float32)
+            q_values = _EMPTY_F32
             root_value = float("nan")
         t = step.tokens
         out.append(
@@ -209,6 +217,7 @@ def decisions_of(
                 sample_version=episode.policy_version if t is None else int(t.version),
                 group_rewards=rewards,
                 group_index=index,
+                q_values=q_values,
             )
         )
     return out
@@ -380,6 +389,7 @@ class ReplaySampler:
             sample_versions=np.array([d.sample_version for d in items], dtype=np.int64),
             group_rewards=[d.group_rewards for d in items],
             group_index=np.array([d.group_index for d in items], dtype=np.int64),
+            q_values=[d.q_values for d in items],
         )
 
     def priorities_of(self, keys: Iterable[DecisionKey]) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from selfplay.learner.losses.alphazero import alphazero_loss, pad_log_priors
 from selfplay.learner.losses.base import DecisionBatch, Loss, LossOutput, TokenBatch
+from selfplay.learner.losses.dpo import dpo_loss, preference_pairs
 from selfplay.learner.losses.grpo import group_advantages, grpo_loss
 from selfplay.learner.losses.sft import sft_loss
 
@@ -14,6 +15,8 @@ LOSSES: dict[str, Loss] = {
                  options=("clip_eps", "kl_coef", "normalize_advantages"), reference=True),
     "expert_iteration": Loss(sft_loss, batch="tokens", keep="best_of_group"),
     "sft": Loss(sft_loss, batch="tokens", keep="sampled"),
+    "dpo": Loss(dpo_loss, batch="decisions", keep="searched",
+                options=("dpo_beta", "dpo_margin", "value_weight"), reference=True),
 }
 
 # What "auto" resolves to: AlphaZero for games (search targets), GRPO for text tasks.
@@ -28,5 +31,5 @@ def get_loss(name: str) -> Loss:
 
 
 __all__ = ["DEFAULT_LOSS", "LOSSES", "DecisionBatch", "Loss", "LossOutput", "TokenBatch",
-           "alphazero_loss", "get_loss", "group_advantages", "grpo_loss", "pad_log_priors",
-           "sft_loss"]
+           "alphazero_loss", "dpo_loss", "get_loss", "group_advantages", "grpo_loss",
+           "pad_log_priors", "preference_pairs", "sft_loss"]

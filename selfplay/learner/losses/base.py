@@ -3,7 +3,7 @@
 Two kinds of batch, built by the learner from what the replay sampler drew:
 
 - ``DecisionBatch``: a policy over each decision's candidate actions (legal moves, sibling
-  reasoning steps) and a value, against search targets (AlphaZero);
+  reasoning steps) and a value, against search targets (AlphaZero) or the candidates' Q (DPO);
 - ``TokenBatch``: the tokens a policy sampled, their log-probabilities now, at sampling time and
   under a reference version, and the rewards of each sample's group (GRPO, expert iteration, SFT).
 
@@ -35,6 +35,8 @@ class DecisionBatch:
     target_policy: torch.Tensor  # [B, A] root visit distribution (0 on padding)
     target_values: torch.Tensor  # [B] final outcome for the player to move
     weights: torch.Tensor  # [B] per-decision weight (e.g. merged duplicates)
+    target_q: torch.Tensor | None = None  # [B, A] each candidate's Q from the mover's view (nan: none)
+    ref_log_priors: torch.Tensor | None = None  # [B, A] the priors under a reference version (DPO)
 
 
 @dataclass
