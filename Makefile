@@ -36,9 +36,16 @@ $(VLLM_STAMP): pyproject.toml .ci/vllm-constraints.txt
 	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
 	@touch $(VLLM_STAMP)
 
-test: setup vllm-setup
-	$(BIN)/python -m pytest
-	$(VLLM_VENV)/bin/python -m pytest tests/test_vllm_engine.py tests/test_vllm_train.py
+# The main suite runs in TEST_WORKERS processes (pytest-xdist; a file stays on one worker, so a
+# file's fixtures are never raced), while the vLLM venv installs beside it; the vLLM tests, which
+# time their runs, go last and alone.
+TEST_WORKERS ?= 2
+test: setup
+	@$(MAKE) --no-print-directory vllm-setup > $(VLLM_VENV).log 2>&1 & setup_pid=$$!; \
+	rc=0; $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile || rc=$$?; \
+	if ! wait $$setup_pid; then cat $(VLLM_VENV).log; echo "vllm-setup failed"; exit 1; fi; \
+	$(VLLM_VENV)/bin/python -m pytest tests/test_vllm_engine.py tests/test_vllm_train.py || rc=$$?; \
+	exit $$rc
 
 bench-setup: setup
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

@@ -9,11 +9,12 @@ positions a few random plies into the game, with three evaluators, in the same p
   rules) are reported apart, with the leaf states per evaluator call and per second;
 - the same, cached (``cached_evaluator``, what self-play uses: a position seen again in the
   same version is not evaluated twice);
+- the same policy reading the shorter mover-relative board (``view=mover_short``: rows only);
 - a uniform evaluator (equal priors, value 0), the search alone.
 
-Simulations per second of each, and the LM search's ratio to the uniform one. mctx + pgx (a 2x64
-MLP on JAX) runs beside them when ``jax``, ``mctx`` and ``pgx`` import; they are not installed
-here by default.
+Simulations per second of each, and the LM search's ratio to the uniform one. The peer, mctx's
+MuZero search over pgx's connect four with a 2x64 MLP on JAX (``mctx_peer.py``), runs beside them
+at the same roots and simulations when ``jax``, ``mctx`` and ``pgx`` import (``make bench-setup``).
 
     python benchmarks/search_speed.py            # 64 roots, 32 simulations, 5 repeats
     python benchmarks/search_speed.py --quick
@@ -106,12 +107,15 @@ def main() -> None:
     torch.set_num_threads(2)
     game = ConnectFour()
     roots = openings(game, args.roots, args.plies)
+    short = ConnectFour(view="mover_short")  # same states, fewer tokens per leaf
     engine = make_engine(PolicyConfig(), EngineConfig())
     rows = {
         "lm": measure(game, engine_evaluator(engine, game), roots, args.simulations, args.leaves,
                       args.repeats),
         "lm_cached": measure(game, cached_evaluator(engine_evaluator(engine, game)), roots,
                              args.simulations, args.leaves, 1),
+        "lm_mover_short": measure(short, engine_evaluator(engine, short), roots,
+                                  args.simulations, args.leaves, args.repeats),
         "uniform": measure(game, uniform_evaluator(game), roots, args.simulations, args.leaves,
                            args.repeats),
     }
@@ -129,13 +133,21 @@ def main() -> None:
         figure(f"leaf states evaluated per second by the engine ({shape})", "states/s",
                lm["leaf_states"] / max(lm["engine_s"], 1e-9), None, "-", "report"),
     ]
+    figures.append(figure(f"LM-evaluated MCTS simulations/s, mover_short board ({shape})",
+                          "sims/s", rows["lm_mover_short"]["sims_per_s"], lm["sims_per_s"],
+                          "the default (absolute) board", "report"))
     try:
-        import jax  # noqa: F401
-        import mctx  # noqa: F401
-        import pgx  # noqa: F401
-        peer = "installed but not wired: see the issue"
-    except ImportError:
-        peer = "not installed (jax, mctx, pgx)"
+        from mctx_peer import mctx_pgx_sims_per_s
+
+        peer = mctx_pgx_sims_per_s(args.roots, args.simulations, args.repeats)
+    except ImportError as err:
+        peer = f"not installed ({err.name}): make bench-setup installs jax, mctx and pgx"
+    if isinstance(peer, dict):
+        figures.append(figure(
+            f"LM-evaluated MCTS simulations/s vs mctx + pgx with a 2x64 MLP ({args.roots} roots, "
+            f"{args.simulations} sims)", "sims/s", lm["sims_per_s"], peer["sims_per_s"],
+            f"mctx {peer['mctx']} muzero_policy + pgx {peer['pgx']}, 2x64 MLP, jitted (JAX "
+            f"{peer['jax']}, CPU)", "report"))
     print_table("search_speed", figures)
     for name, row in rows.items():
         print(f"  {name:<10} " + ", ".join(f"{k} {v:,.3f}" for k, v in row.items()))

@@ -89,6 +89,9 @@ def run_hydra_command(command: str, task: Callable[[object], int | None], argv: 
             full = disk_full_error(err)
             if full is None or show_tracebacks():
                 raise
+            # The other actors' writes fail too; Ray would print each failed call nobody waited
+            # for as a traceback when its reference is dropped at exit, after this message.
+            os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
             print(f"selfplay {command}: {disk_full_message(full)}", file=sys.stderr)
             result["rc"] = 1
 
