@@ -43,7 +43,8 @@ class Setting:
     label: str
     num_simulations: int
     leaves_per_tree: int
-    noise: bool  # Dirichlet 0.25 at the root, as in self-play
+    noise: bool  # Dirichlet 0.25 at the root (PUCT) or Gumbel noise (gumbel), as in self-play
+    root: str = "puct"  # puct | gumbel (search.root; its chosen move is the one played)
 
 
 SELF_PLAY = Setting("self-play: 32 sims, 4 leaves/wave, noise", 32, 4, True)
@@ -51,11 +52,13 @@ SETTINGS = [
     SELF_PLAY,
     Setting("32 sims, 1 leaf/wave, noise", 32, 1, True),
     Setting("32 sims, 1 leaf/wave, no noise", 32, 1, False),
+    Setting("gumbel root: 32 sims, 1 leaf/wave, Gumbel noise", 32, 1, True, "gumbel"),
+    Setting("gumbel root: 16 sims, 1 leaf/wave, Gumbel noise", 16, 1, True, "gumbel"),
     Setting("conf default: 64 sims, 1 leaf/wave, noise", 64, 1, True),
     Setting("128 sims, 4 leaves/wave, noise", 128, 4, True),
     Setting("512 sims, 4 leaves/wave, noise", 512, 4, True),
 ]
-QUICK_SETTINGS = [SETTINGS[0], SETTINGS[2], SETTINGS[4], SETTINGS[5]]
+QUICK_SETTINGS = [SETTINGS[0], SETTINGS[2], SETTINGS[3], SETTINGS[6], SETTINGS[7]]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -93,7 +96,8 @@ def measure(game, evaluate, positions, setting: Setting, seed: int) -> dict:
     """Missed % and the mean visit share on the target moves, over ``positions``."""
     search = GameSearch(game, evaluate, num_simulations=setting.num_simulations, c_puct=1.5,
                         dirichlet_alpha=0.5, dirichlet_fraction=0.25,
-                        leaves_per_tree=setting.leaves_per_tree, virtual_loss=1.0)
+                        leaves_per_tree=setting.leaves_per_tree, virtual_loss=1.0,
+                        root=setting.root, max_considered=game.num_actions)
     rng = np.random.default_rng(seed)
     states = [s for s, _ in positions]
     start = time.perf_counter()
@@ -102,7 +106,10 @@ def measure(game, evaluate, positions, setting: Setting, seed: int) -> dict:
     missed, share = 0, 0.0
     for row, (_, target) in enumerate(positions):
         visits = result.output.visit_counts[row].astype(np.float64)
-        choice = select_action(visits, 0.0, rng)  # the most visited, ties at random
+        if result.chosen is not None:  # a Gumbel root plays the move sequential halving kept
+            choice = int(result.legal_actions[row][result.chosen[row]])
+        else:
+            choice = select_action(visits, 0.0, rng)  # the most visited, ties at random
         missed += not target[choice]
         share += visits[target].sum() / visits.sum()
     n = len(positions)
