@@ -16,7 +16,8 @@ From scratch on this machine (2 CPU cores, the tiny default policy):
    - on request (``--arms``), search over reasoning steps on ``env=math_steps`` (the same
      problems, one step per action) from its own sft start: **step_mcts_alphazero**
      (``rollout.mode=step_search``, the alphazero loss over sibling steps),
-     **step_mcts_expert_iteration** (SFT on the verified paths the search finds) and
+     **step_mcts_expert_iteration** (SFT on the verified paths the search finds),
+     **step_mcts_dpo** (DPO of the best sibling step over the worst by Q) and
      **grpo_steps** (GRPO on the same task, the baseline search must beat);
 3. pass@1 (unbiased, k samples at temperature 1) and greedy accuracy of each final policy on the
    same held-out problems (the env's test split, disjoint from training).
@@ -188,6 +189,7 @@ STEP_SEARCH = ["rollout.mode=step_search", "search.num_simulations=16", "search.
 STEP_ARMS = {
     "step_mcts_alphazero": [*STEP_SEARCH, "learner=alphazero"],
     "step_mcts_expert_iteration": [*STEP_SEARCH, "learner=expert_iteration"],
+    "step_mcts_dpo": [*STEP_SEARCH, "learner=dpo"],
     "grpo_steps": ["learner=grpo"],  # the sampling baseline on the same multi-step task
 }
 
@@ -226,7 +228,8 @@ def main() -> None:
     parser.add_argument("--eval-problems", type=int, default=200, help="held-out problems")
     parser.add_argument("--arms", default="control,grpo,expert_iteration,trl",
                         help="comma-separated; also step_mcts_alphazero, "
-                             "step_mcts_expert_iteration, grpo_steps (on env=math_steps)")
+                             "step_mcts_expert_iteration, step_mcts_dpo, grpo_steps (on "
+                             "env=math_steps)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other arms of the last full run's JSON (rerun some arms)")
     args = parser.parse_args()
@@ -303,8 +306,8 @@ def main() -> None:
             figures.append(figure(f"{name} pass@1 held-out vs sft start (steps) ({label})",
                                   "points", points(results[name]["pass@1"]), points(steps_p),
                                   "sft start on math_steps", "report"))
-        searched = [n for n in ("step_mcts_alphazero", "step_mcts_expert_iteration")
-                    if n in results]
+        searched = [n for n in ("step_mcts_alphazero", "step_mcts_expert_iteration",
+                                "step_mcts_dpo") if n in results]
         if searched and "grpo_steps" in results:
             top = max(searched, key=lambda n: results[n]["pass@1"])
             figures.append(figure(f"best step mcts ({top}) pass@1 held-out vs grpo on steps "
