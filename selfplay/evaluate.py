@@ -27,8 +27,8 @@ def eval_main(cfg) -> int:
         raise UserError(f"games={cfg.games}: must be >= 1")
     sims = cfg.search.num_simulations if cfg.search.kind == "mcts" else 0
     policy = policy_player_from_checkpoint(
-        cfg.checkpoint, game, engine_cfg=cfg.engine, search_cfg=cfg.search, num_simulations=sims
-    )
+        cfg.checkpoint, game, engine_cfg=cfg.engine, search_cfg=cfg.search, num_simulations=sims,
+        env_cfg=cfg.env)
     opponent = resolve_opponent(cfg.player, game, cfg)
     result = play_match(game, policy, as_batch_player(opponent), cfg.games, seed=cfg.run.seed)
     low, high = result.confidence_interval()

@@ -30,7 +30,7 @@ def resolve_opponent(name: str, game: Game, cfg):
         from selfplay.arena.players import policy_player_from_checkpoint
 
         return policy_player_from_checkpoint(
-            name, game, engine_cfg=cfg.engine, search_cfg=cfg.search
+            name, game, engine_cfg=cfg.engine, search_cfg=cfg.search, env_cfg=cfg.env
         )
     from envs.games.players import make_player
 

@@ -82,6 +82,16 @@ def test_replay_lists_shows_and_exports(trained_run: Path, tmp_path: Path):
     assert "<table>" in page.read_text()
 
 
+def test_eval_refuses_a_checkpoint_on_another_env_than_its_run_trained_on(trained_run: Path):
+    args = ("eval", "env=tictactoe", f"checkpoint={trained_run}", "player=random", "games=2",
+            "search.num_simulations=2")
+    asked = subprocess.run(selfplay_cmd(*args, "+env.kwargs.view=mover"), capture_output=True,
+                           text=True, timeout=120, cwd=REPO)
+    assert asked.returncode == 2 and "was trained on env.id=selfplay/TicTacToe-v0" in asked.stderr
+    assert "Traceback" not in asked.stderr
+    run(*args)  # the run's own env plays
+
+
 def test_resume_continues_version_numbering(trained_run: Path):
     before = versions(trained_run)
     episodes_before = pd.read_parquet(trained_run / "episodes")["episode_id"].nunique()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,34 @@ def policy_player(
     return PolicyPlayer(name, evaluate, search)
 
 
+def check_trained_env(directory: Path, env_cfg: Any) -> None:
+    """A UserError when the checkpoint ``directory`` lies in a run whose saved config names
+    another env (id or kwargs) than ``env_cfg``: the policy would read text it never saw (a
+    connect-four policy trained on the mover's board, evaluated on the absolute one, plays
+    noise). A checkpoint outside a run directory has nothing to compare with."""
+    from omegaconf import OmegaConf
+
+    from selfplay.errors import UserError
+    from selfplay.resume import read_saved_config
+
+    run_dir = directory.parent.parent if directory.parent.name == "checkpoints" else None
+    saved = read_saved_config(run_dir) if run_dir is not None else None
+    if not saved or not isinstance(saved.get("env"), dict):
+        return
+    ours = OmegaConf.to_container(env_cfg, resolve=True) if OmegaConf.is_config(env_cfg) else dict(env_cfg)
+    trained = {"id": saved["env"].get("id"), "kwargs": saved["env"].get("kwargs") or {}}
+    asked = {"id": ours.get("id"), "kwargs": ours.get("kwargs") or {}}
+    if trained == asked:
+        return
+    overrides = " ".join(f"env.kwargs.{k}={v}" for k, v in trained["kwargs"].items()
+                         if asked["kwargs"].get(k) != v)
+    hint = f" (e.g. add: {overrides})" if trained["id"] == asked["id"] and overrides else ""
+    raise UserError(f"{directory} was trained on env.id={trained['id']} with env.kwargs="
+                    f"{trained['kwargs']}, but this command builds env.id={asked['id']} with "
+                    f"env.kwargs={asked['kwargs']}: pass the run's env{hint}, so the policy reads "
+                    "the text it was trained on")
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory, or a run directory (its newest checkpoint)."""
     from selfplay.learner.checkpoint import latest_checkpoint
@@ -82,10 +111,15 @@ def policy_player_from_checkpoint(
     engine_cfg: EngineConfig,
     search_cfg: SearchConfig,
     num_simulations: int | None = None,
+    env_cfg: Any = None,
 ) -> PolicyPlayer:
+    """``env_cfg``: the env the player will play; a checkpoint of a run trained on another is
+    refused (``check_trained_env``)."""
     from selfplay.policy.factory import make_engine
 
     directory = resolve_checkpoint(path)
+    if env_cfg is not None:
+        check_trained_env(directory, env_cfg)
     engine = make_engine(PolicyConfig(path=str(directory)), engine_cfg)
     sims = search_cfg.num_simulations if num_simulations is None else num_simulations
     return policy_player(directory.name, engine, game, search_cfg, sims)
