@@ -11,6 +11,11 @@ math verifier.
 
     python benchmarks/learn_code.py                 # 30 minutes per arm
     python benchmarks/learn_code.py --quick         # a few minutes, same code path
+    python benchmarks/learn_code.py --start-dir runs/code-start --arms ""   # the sft start alone
+    python benchmarks/learn_code.py --start-dir runs/code-start             # arms from it
+
+The sft start is step-budgeted (its figure does not depend on how busy the machine is), so it
+can be made apart from the arms, whose budget is wall-clock, and reused (``--start-dir``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ def main() -> None:
                              "constants, so the split puts the whole family in test)")
     parser.add_argument("--warm-steps", type=int, default=300, help="learner steps of the sft start")
     parser.add_argument("--eval-problems", type=int, default=100, help="held-out tasks")
+    parser.add_argument("--arms", default="control,grpo,expert_iteration",
+                        help='comma-separated arms to train ("" = the sft start alone)')
+    parser.add_argument("--start-dir", default=None,
+                        help="keep the sft start (policy, metrics, held-out figures) here and "
+                             "reuse it when it is already there with the same settings")
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.warm_steps, args.eval_problems = 0.5, 40, 20
@@ -50,16 +60,19 @@ def main() -> None:
         "grpo": ["learner=grpo", "sampling.max_tokens=160"],
         "expert_iteration": ["learner=expert_iteration", "sampling.max_tokens=160"],
     }
+    chosen = [a for a in args.arms.split(",") if a]
+    unknown = sorted(set(chosen) - set(arms))
+    if unknown:
+        parser.error(f"unknown arms {unknown}; known: {sorted(arms)}")
+    arms = {name: arms[name] for name in chosen}
     results: dict[str, dict] = {}
     curves: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t0 = time.time()
         env_kwargs = (f"env.kwargs.level={args.level}",) if args.level else ()
-        warm = sft_start("code", tmp, args.problems, args.warm_steps, (*CONTEXT, *env_kwargs))
-        start = tmp / "start"
-        results["sft start"] = held_out("code", str(start), args.eval_problems, 4, env_kwargs)
-        print(f"sft start ({time.time() - t0:.0f} s): {results['sft start']}", flush=True)
+        warm, results["sft start"], start = kept_start(args, tmp, env_kwargs)
+        if not arms:
+            return
         from selfplay.arena.players import resolve_checkpoint
 
         for name, overrides in arms.items():
@@ -74,7 +87,11 @@ def main() -> None:
             print(f"{name}: {results[name]}", flush=True)
 
     start_p = results["sft start"]["pass@1"]
-    best = max(("grpo", "expert_iteration"), key=lambda n: results[n]["pass@1"])
+    rl = [n for n in ("grpo", "expert_iteration") if n in results]
+    if not rl or "control" not in results:
+        print(json.dumps(results))
+        return  # a partial set of arms: printed, not written over the committed figures
+    best = max(rl, key=lambda n: results[n]["pass@1"])
     label = f"{args.minutes:g} min/arm"
     figures = [
         figure(f"best RL ({best}) pass@1 held-out tasks vs sft start ({label})", "points",
@@ -97,6 +114,32 @@ def main() -> None:
     write_result("learn_code", figures, quick=args.quick, extra=extra)
     plot(curves, start_p, RESULTS / f"learn_code{'.quick' if args.quick else ''}.png",
          title="learn_code: online RL vs SFT continued (2 CPU cores)")
+
+
+def kept_start(args, tmp: Path, env_kwargs: tuple[str, ...]) -> tuple[dict, dict, Path]:
+    """(warm-start metrics, held-out figures, policy dir) of the sft start: made in ``tmp``, or
+    in ``--start-dir`` and reused from there when its settings match."""
+    import shutil
+
+    settings = {"problems": args.problems, "level": args.level, "warm_steps": args.warm_steps,
+                "eval_problems": args.eval_problems}
+    home = Path(args.start_dir).resolve() if args.start_dir else tmp
+    record = home / "start.json"
+    if record.exists():
+        saved = json.loads(record.read_text())
+        if saved["settings"] == settings:
+            print(f"sft start reused from {home}: {saved['held_out']}", flush=True)
+            return saved["warm_start"], saved["held_out"], home / "start"
+        print(f"{home}: made with other settings {saved['settings']}; making it again")
+    if home.exists() and home != tmp:
+        shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    warm = sft_start("code", home, args.problems, args.warm_steps, (*CONTEXT, *env_kwargs))
+    figures = held_out("code", str(home / "start"), args.eval_problems, 4, env_kwargs)
+    print(f"sft start ({time.time() - t0:.0f} s): {figures}", flush=True)
+    record.write_text(json.dumps({"settings": settings, "warm_start": warm, "held_out": figures}))
+    return warm, figures, home / "start"
 
 
 if __name__ == "__main__":
