@@ -201,6 +201,17 @@ def train(cfg, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     return driver.finish()
 
 
+def pacing_ratio(cfg, kind: str) -> float:
+    """Learner draws per self-play move that pacing holds to. Pacing counts every move, but with
+    playout-cap randomisation only a ``search.full_search_prob`` share of a game's moves are
+    training targets: scaled by it, each target is still drawn ``samples_per_decision`` times
+    on average (unscaled, a quarter of full searches would be drawn four times as often)."""
+    ratio = cfg.learner.samples_per_decision
+    if kind == "game" and cfg.search.full_search_prob < 1.0:
+        ratio *= cfg.search.full_search_prob
+    return ratio
+
+
 class Driver:
     """Routes work between the actors. Every remote call is asynchronous; the loop waits on
     whichever finishes first and reacts to it, so no actor waits on another without need."""
@@ -216,7 +227,7 @@ class Driver:
         self.cfg, self.run_dir, self.clock = cfg, run_dir, clock
         publish_every = _cadence(cfg.learner.publish_every, "learner.publish_every")
         eval_every = _cadence(cfg.run.eval_every, "run.eval_every")
-        self.pacing = Pacing(cfg.learner.samples_per_decision, cfg.learner.batch_size,
+        self.pacing = Pacing(pacing_ratio(cfg, workers.kind), cfg.learner.batch_size,
                              cfg.learner.min_replay_steps)
         self.kind = workers.kind
         # The actors a run has one of live on the head node (Ray's own head-node resource): a

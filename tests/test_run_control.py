@@ -411,3 +411,19 @@ def test_selfplay_debug_shows_the_traceback(tmp_path):
     assert result.returncode != 0
     # the cause behind the one-line message is shown
     assert "Traceback" in result.stderr and "FileNotFoundError" in result.stderr, result.stderr[-2000:]
+
+
+def test_pacing_draws_each_full_search_as_often_under_a_playout_cap():
+    from types import SimpleNamespace
+
+    from selfplay.train import pacing_ratio
+
+    def cfg(prob: float):
+        return SimpleNamespace(learner=SimpleNamespace(samples_per_decision=4.0),
+                               search=SimpleNamespace(full_search_prob=prob))
+
+    # A quarter of the moves are targets: pacing counts every move, so it holds the learner to
+    # one draw per move, which is four per target, as without the cap.
+    assert pacing_ratio(cfg(0.25), "game") == pytest.approx(1.0)
+    assert pacing_ratio(cfg(1.0), "game") == 4.0
+    assert pacing_ratio(cfg(0.25), "text") == 4.0  # text rollouts have no playout cap

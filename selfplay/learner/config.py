@@ -30,7 +30,7 @@ class LearnerConfig:
     prioritized: bool = False  # sample in proportion to the stored priorities
     priority_beta: float = 1.0  # prioritized: importance-sampling exponent of the weights (N*P(i))^-beta/max that undo the draw's bias in the loss (1 = fully, 0 = not at all)
     replay_compact_fanout: int = 16  # the replay store merges each run of this many adjacent same-size shards into one (0 = keep one shard per play call)
-    samples_per_decision: float = 4.0  # times the learner draws each self-play decision on average; the side ahead waits (0 = no pacing)
+    samples_per_decision: float = 4.0  # times the learner draws each self-play decision (each training target: with search.full_search_prob < 1, each full search) on average; the side ahead waits (0 = no pacing)
     steps_per_call: int = 8  # learner steps per remote call (fewer round trips; publishing waits for a call to end)
     num_threads: int = 1  # torch threads of the learner process
     clip_eps: float = 0.2  # grpo: PPO clip range of the token importance ratio
