@@ -117,6 +117,8 @@ def _check_config(cfg):
                         "or learner=dpo")
     if cfg.learner.augment_symmetries:
         _check_symmetries(cfg, workers.kind)
+    if cfg.feedback.retrain_every:
+        _check_retraining(cfg, workers)
     if cfg.run.warm_start not in ("none", "sft"):
         raise UserError(f"run.warm_start={cfg.run.warm_start!r}: known values are none, sft")
     if cfg.run.warm_start != "none" and workers.kind == "game":
@@ -201,6 +203,26 @@ def train(cfg, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     return driver.finish()
 
 
+def _check_retraining(cfg, workers) -> None:
+    """``feedback.retrain_every`` needs a text task and a reward model to retrain."""
+    f = cfg.feedback
+    _cadence(f.retrain_every, "feedback.retrain_every")
+    if workers.kind != "text":
+        raise UserError(f"feedback.retrain_every: {cfg.env.id} is a game; the reward model is "
+                        "retrained on a text task's verified samples")
+    if workers.reward_model is None:
+        raise UserError("feedback.retrain_every needs a feedback source of kind reward_model with "
+                        "a path (the reward model to retrain), e.g. feedback=reward_model "
+                        "feedback.sources.0.path=DIR")
+    if not 0.0 < f.retrain_held_out < 1.0:
+        raise UserError(f"feedback.retrain_held_out={f.retrain_held_out}: must be in (0, 1)")
+    for key in ("retrain_episodes", "retrain_steps", "retrain_batch_size"):
+        if getattr(f, key) < 1:
+            raise UserError(f"feedback.{key}={getattr(f, key)}: must be >= 1")
+    if f.retrain_lr <= 0:
+        raise UserError(f"feedback.retrain_lr={f.retrain_lr}: must be > 0")
+
+
 def pacing_ratio(cfg, kind: str) -> float:
     """Learner draws per self-play move that pacing holds to. Pacing counts every move, but with
     playout-cap randomisation only a ``search.full_search_prob`` share of a game's moves are
@@ -248,6 +270,20 @@ class Driver:
         self.make_rollout_actor = lambda i: ray.remote(RolloutWorker).options(num_cpus=0, **gpus["rollout"]).remote(workers.rollout, i)
         self.actors = [self.make_rollout_actor(i) for i in range(cfg.run.num_actors)]
         self.actor_failures = 0
+        self.reward_model = None  # the reward-model retrainer (feedback.retrain_every)
+        self.retraining = None  # its in-flight retrain call
+        self.reward_model_path: str | None = None  # a retrained version the actors score with
+        if workers.reward_model is not None:
+            from selfplay.feedback.retrain_worker import RewardModelWorker
+
+            self.reward_model_source = workers.reward_model.source
+            self.reward_model = ray.remote(RewardModelWorker).options(num_cpus=0, **here).remote(
+                workers.reward_model)
+            version, path = ray.get(self.reward_model.current.remote())
+            if version > 0:  # a resumed run scores with its last retrained version
+                self.reward_model_path = path
+                ray.get([a.set_reward_model.remote(self.reward_model_source, path)
+                         for a in self.actors])
         state = ray.get(self.learner.state.remote())
         self.progress = Progress(started=clock.now(), version=state["version"],
                                  incumbent=state["incumbent"], learner_step=state["step"])
@@ -257,6 +293,10 @@ class Driver:
         self.publish = Schedule(publish_every, clock, last_step=state["step"],
                                 last_time=self.progress.started if anchor is None else anchor)
         self.evaluation = Schedule(eval_every, clock)  # due at once: the starting incumbent
+        self.retrain_schedule = (
+            Schedule(_cadence(cfg.feedback.retrain_every, "feedback.retrain_every"), clock,
+                     last_step=state["step"], last_time=self.progress.started)
+            if self.reward_model is not None else None)
         self.lineage = (IncumbentLineage.load(run_dir, state["incumbent"]) if cfg.run.resume
                         else IncumbentLineage(sorted({0, state["incumbent"]})))
         self.learner_starved = False  # the last check found nothing fresh enough to sample
@@ -290,7 +330,8 @@ class Driver:
         while not self.should_stop():
             self.maybe_play()
             waiting = list(self.plays) + [
-                f for f in (self.training, self.gating and self.gating[0], self.evaluating) if f]
+                f for f in (self.training, self.gating and self.gating[0], self.evaluating,
+                            self.retraining) if f]
             done, _ = ray.wait(waiting, num_returns=1, timeout=1.0) if waiting else ([], [])
             for ref in done:
                 if ref in self.plays:
@@ -301,8 +342,11 @@ class Driver:
                     self.on_gate(ref)
                 elif ref is self.evaluating:
                     self.on_evaluation(ref)
+                elif ref is self.retraining:
+                    self.on_retrained(ref)
             self.maybe_publish()
             self.maybe_evaluate()
+            self.maybe_retrain()
             self.maybe_train()
             self.display.update(self.progress)
 
@@ -361,6 +405,8 @@ class Driver:
         ray.kill(actor)
         fresh = self.make_rollout_actor(index)
         fresh.set_weights.remote(self.incumbent_ref, self.progress.incumbent)
+        if self.reward_model_path is not None:
+            fresh.set_reward_model.remote(self.reward_model_source, self.reward_model_path)
         self.actors[index] = fresh
         self.idle.append(fresh)
 
@@ -425,6 +471,38 @@ class Driver:
             for actor in self.actors:
                 actor.set_weights.remote(candidate_ref, candidate)
 
+    def maybe_retrain(self) -> None:
+        """Retrain the reward model on the newest episodes, on ``feedback.retrain_every``."""
+        p = self.progress
+        if (self.retrain_schedule is None or self.retraining is not None
+                or p.learner_step <= (self.retrain_schedule.last_step or 0)
+                or not self.retrain_schedule.due(p.learner_step)):
+            return
+        self.retrain_schedule.mark(p.learner_step)
+        self.retraining = self.reward_model.retrain.remote(self.next_seed())
+
+    def on_retrained(self, ref) -> None:
+        import ray
+
+        self.retraining = None
+        result = ray.get(ref)
+        step = self.progress.learner_step
+        for key in ("accuracy_before", "accuracy_after", "train_pairs", "held_out_pairs"):
+            value = result[key]
+            if value == value:  # nan: no held-out pairs this time
+                self.metrics.scalar(f"feedback/reward_model_{key}", value, step)
+        if result["version"] < 0:
+            self.display.note(f"reward model not retrained: no pairs in the newest "
+                              f"{result['episodes']} episodes (every sample of a prompt scored alike)")
+            return
+        self.metrics.scalar("feedback/reward_model_version", result["version"], step)
+        self.display.note(f"reward model v{result['version']}: held-out accuracy "
+                          f"{result['accuracy_before']:.3f} -> {result['accuracy_after']:.3f} "
+                          f"on {result['held_out_pairs']} pairs ({result['train_pairs']} trained)")
+        self.reward_model_path = result["path"]
+        for actor in self.actors:  # from their next play call on
+            actor.set_reward_model.remote(self.reward_model_source, result["path"])
+
     def maybe_evaluate(self) -> None:
         p = self.progress
         if self.evaluating is not None or not self.evaluation.due(p.learner_step):
@@ -473,6 +551,8 @@ class Driver:
         final = ray.get(self.evaluator.evaluate.remote(
             self.incumbent_ref, p.incumbent, self.cfg.arena.eval_games, self.next_seed()))
         self.record_evaluation(final, announce=False)
+        if self.retraining is not None:
+            self.on_retrained(self.retraining)
         self.metrics.close()
         summary = {
             "run_dir": str(self.run_dir),
@@ -486,6 +566,9 @@ class Driver:
             "final_evaluation": final,
             "elo": ray.get(self.evaluator.ratings.remote()),
         }
+        if self.reward_model is not None:
+            summary["reward_model_version"] = ray.get(self.reward_model.current.remote())[0]
+            ray.kill(self.reward_model)
         atomic_write_json(self.run_dir / "summary.json", summary)
         for handle in [*self.actors, self.learner, self.evaluator, self.replay]:
             ray.kill(handle)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,11 @@ from selfplay.build import build_env, env_kind
 from selfplay.config import EnvConfig
 from selfplay.errors import UserError
 from selfplay.feedback.config import FeedbackConfig
+from selfplay.feedback.retrain_worker import (
+    RewardModelWorkerConfig,
+    retrained_source,
+    with_reward_model,
+)
 from selfplay.learner.checkpoint import (
     CheckpointMeta,
     checkpoint_dir,
@@ -102,6 +107,7 @@ class WorkerConfigs:
     learner: LearnerWorkerConfig
     evaluator: EvaluatorWorkerConfig
     keep: str  # which decisions the replay keeps for the loss
+    reward_model: RewardModelWorkerConfig | None = None  # feedback.retrain_every set: who retrains
 
 
 def worker_configs(cfg) -> WorkerConfigs:
@@ -117,6 +123,9 @@ def worker_configs(cfg) -> WorkerConfigs:
     except ValueError as err:
         raise UserError(str(err)) from None
     run = typed.run
+    source = retrained_source(typed.feedback)
+    reward_model = (RewardModelWorkerConfig(str(Path(run.dir).resolve()), typed.feedback, source)
+                    if typed.feedback.retrain_every and source is not None else None)
     return WorkerConfigs(
         kind=kind,
         rollout=RolloutWorkerConfig(mode, typed.env, typed.policy, typed.engine, typed.search,
@@ -129,6 +138,7 @@ def worker_configs(cfg) -> WorkerConfigs:
                                         typed.policy, typed.engine, typed.search, typed.arena,
                                         typed.sampling),
         keep=keep,
+        reward_model=reward_model,
     )
 
 
@@ -148,9 +158,19 @@ class RolloutWorker:
     def __init__(self, cfg: RolloutWorkerConfig, index: int):
         torch.set_num_threads(1)
         self.index = index
+        self.cfg = cfg
         self.engine = make_engine(cfg.policy, cfg.engine)
         self.mode = make_rollout(cfg.mode, cfg, self.engine)
         self.version = -1
+
+    def set_reward_model(self, source: int, path: str) -> str:
+        """Score with the reward model at ``path`` (a retrained version) from the next play call
+        on: the rollout is rebuilt around the same engine."""
+        self.cfg = replace(self.cfg, feedback=with_reward_model(self.cfg.feedback, source, path))
+        self.mode = make_rollout(self.cfg.mode, self.cfg, self.engine)
+        if self.version >= 0:
+            self.mode.on_weights(self.version)
+        return path
 
     def set_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
         self.engine.load_weights(weights, version)

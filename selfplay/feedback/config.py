@@ -29,3 +29,9 @@ class FeedbackSourceConfig:
 class FeedbackConfig:
     env_weight: float = 1.0  # weight of the environment's own reward
     sources: list[FeedbackSourceConfig] = field(default_factory=list)  # extra reward sources
+    retrain_every: str = ""  # train: retrain the reward_model source on the newest episodes' verifier pairs on this cadence ("<N>steps" or a period like "2h", "7d"; "" = never); selfplay/feedback/retrain.py
+    retrain_episodes: int = 512  # retraining: the newest episodes its pairs come from
+    retrain_steps: int = 50  # retraining: optimiser steps per retraining
+    retrain_batch_size: int = 16  # retraining: preference pairs per step
+    retrain_lr: float = 1e-4  # retraining: AdamW learning rate (from where the model stands)
+    retrain_held_out: float = 0.2  # retraining: fraction of prompts (by a stable hash) whose pairs only measure accuracy
