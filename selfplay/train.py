@@ -124,10 +124,11 @@ def _check_config(cfg):
     if cfg.run.warm_start != "none" and workers.kind == "game":
         raise UserError("run.warm_start=sft needs a text task with reference solutions")
     check_learner_config(cfg.learner)
-    from selfplay.search.config import check_playout_cap, check_search_root
+    from selfplay.search.config import check_leaf_value, check_playout_cap, check_search_root
 
     check_playout_cap(cfg.search)
     check_search_root(cfg.search)
+    check_leaf_value(cfg.search)
     from selfplay.replay.actor import check_replay_keys
 
     check_replay_keys(cfg.learner.priority_beta, cfg.learner.replay_compact_fanout)

@@ -40,15 +40,16 @@ def test_the_env_judges_a_searched_state_through_its_own_api():
         steps_of(question, "another problem\nAnswer: 1")
 
 
-def rollout(engine, num_simulations: int = 32) -> StepSearchRollout:
+def rollout(engine, num_simulations: int = 32, **search) -> StepSearchRollout:
     cfg = SimpleNamespace(env=MATH_STEPS, rollout=RolloutConfig(problems=64),
                           search=SearchConfig(num_simulations=num_simulations, num_candidates=2,
-                                              dirichlet_fraction=0.0, temperature=0.0),
+                                              dirichlet_fraction=0.0, temperature=0.0, **search),
                           sampling=TextSamplingConfig(step_max_tokens=16))
     return StepSearchRollout(cfg, engine)
 
 
-def test_step_search_rollout_finds_the_verified_answer_and_records_sibling_steps():
+@pytest.mark.parametrize("leaf_value", ["value_head", "rollouts"])
+def test_step_search_rollout_finds_the_verified_answer_and_records_sibling_steps(leaf_value):
     # Each problem's candidates: its right answer (unlikely under the prior) and a wrong one.
     answers: dict[str, str] = {}
     answers_questions = []
@@ -61,7 +62,7 @@ def test_step_search_rollout_finds_the_verified_answer_and_records_sibling_steps
         right = answers[_last_line(prompt)]
         return [("Answer: 100000\n", -0.1), (right + "\n", -2.0)]
 
-    mode = rollout(ScriptedEngine(options))
+    mode = rollout(ScriptedEngine(options), leaf_value=leaf_value)
     episodes = mode.play(3, seed=0, actor="a0")
     assert len(episodes) == 3
     for ep in episodes:
@@ -77,6 +78,11 @@ def test_step_search_rollout_finds_the_verified_answer_and_records_sibling_steps
         (decision,) = decisions_of(ep, "searched")
         assert decision.value_target == 1.0 and decision.target[right] > 0.5
         assert ep.env_id == "selfplay/MathSteps-v0" and ep.info["termination"] == "answer"
+
+
+def test_an_unknown_leaf_value_is_one_error_naming_the_key():
+    with pytest.raises(UserError, match="search.leaf_value='oracle'"):
+        rollout(ScriptedEngine(lambda p: [("x\n", -0.1)]), leaf_value="oracle")
 
 
 def test_step_search_needs_a_multi_step_task():

@@ -21,6 +21,7 @@ from selfplay.search.text_adapter import (
     candidate_priors,
     engine_value_fn,
     last_step,
+    rollout_value_fn,
     solve_with_search,
 )
 
@@ -103,6 +104,30 @@ def test_search_finds_the_rewarded_low_prior_step():
     assert stats.q_values[0] == 0.0 and stats.q_values[1] > 0.8
     # the first visit of "b" is the value head's 0, every later one backs up the verified 1
     assert stats.q_values[1] == pytest.approx((stats.visits[1] - 1) / stats.visits[1])
+
+
+def test_rollout_leaf_values_find_the_rewarded_step_where_the_value_head_is_blind():
+    # 32 simulations: with the value head (0 everywhere) "b" needs two visits to show its reward
+    # and "a" keeps the most visits; valued by rollouts to the end, "b" shows its verified 1 on
+    # its first visit and takes over.
+    reward = rewards_answer("Answer: 2")
+    blind = search_of(ScriptedEngine(two_branches), reward, num_simulations=32).run(["Q"])
+    assert blind.chosen == ["a"]
+    engine = ScriptedEngine(two_branches)
+    value_fn = rollout_value_fn(engine, reward, ["Q"], rollouts=2, max_tokens=16)
+    result = search_of(engine, reward, num_simulations=32, value_fn=value_fn).run(["Q"])
+    stats = result.stats[0]
+    assert result.chosen == ["b"] and stats.visits[1] > stats.visits[0]
+    assert stats.q_values[1] == pytest.approx(1.0) and stats.q_values[0] == 0.0
+    # the rollouts went through the engine: prompts of the leaves "Q\na" and "Q\nb", n=2 each
+    assert ["Q\na\n"] in engine.generate_calls and ["Q\nb\n"] in engine.generate_calls
+
+
+def test_a_rollout_value_names_a_state_of_no_problem():
+    value_fn = rollout_value_fn(ScriptedEngine(two_branches), rewards_answer("x"), ["Q"],
+                                rollouts=1, max_tokens=4)
+    with pytest.raises(ValueError, match="none of the problems"):
+        value_fn(["another\na"])
 
 
 def test_too_few_simulations_follow_the_prior():

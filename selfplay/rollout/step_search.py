@@ -34,7 +34,13 @@ import numpy as np
 
 from selfplay.errors import UserError
 from selfplay.policy.engine import Engine
-from selfplay.search.text_adapter import SolvedProblem, StepSearch, solve_with_search
+from selfplay.search.config import check_leaf_value
+from selfplay.search.text_adapter import (
+    SolvedProblem,
+    StepSearch,
+    rollout_value_fn,
+    solve_with_search,
+)
 from selfplay.textgen.rollout import is_multi_step, prompt_of, step_limit
 from selfplay.types import Episode, SampledTokens, Step
 
@@ -84,14 +90,22 @@ class StepSearchRollout:
                             "task, e.g. env=math_steps)")
         self.env_id = self.env.spec.id if self.env.spec is not None else cfg.env.id
         self.max_steps = step_limit(self.env)
+        check_leaf_value(cfg.search)
 
     def on_weights(self, version: int) -> None:
         pass  # each decision is a fresh search with the engine's current weights
 
-    def search(self, reward_fn: Callable[[int, str], float]) -> StepSearch:
+    def search(self, reward_fn: Callable[[int, str], float], problems: list[str],
+               seed: int = 0) -> StepSearch:
         s, sampling = self.cfg.search, self.cfg.sampling
+        value_fn = None  # the value head
+        if s.leaf_value == "rollouts":
+            value_fn = rollout_value_fn(
+                self.engine, reward_fn, problems, rollouts=s.leaf_rollouts,
+                max_tokens=sampling.step_max_tokens * self.max_steps,
+                temperature=sampling.temperature, top_p=sampling.top_p, seed=seed)
         return StepSearch(
-            self.engine, reward_fn, num_candidates=s.num_candidates,
+            self.engine, reward_fn, value_fn=value_fn, num_candidates=s.num_candidates,
             max_step_tokens=sampling.step_max_tokens, temperature=sampling.temperature,
             top_p=sampling.top_p, max_steps=self.max_steps, num_simulations=s.num_simulations,
             c_puct=s.c_puct, dirichlet_alpha=s.dirichlet_alpha,
@@ -106,8 +120,9 @@ class StepSearchRollout:
         seeds = problem_seeds(rng, count, self.cfg.rollout.problems)
         problems = [str(self.env.reset(seed=s)[0]) for s in seeds]
         started = time.time()
-        solved = solve_with_search(self.search(env_reward_fn(self.env, seeds, problems)),
-                                   problems, rng=rng, add_noise=True,
+        search = self.search(env_reward_fn(self.env, seeds, problems), problems,
+                             seed=int(rng.integers(0, 2**31 - 1)))
+        solved = solve_with_search(search, problems, rng=rng, add_noise=True,
                                    temperature=self.cfg.search.temperature)
         version = int(self.engine.policy_version)
         return [self.episode(sp, s, problem, version, started, actor)

@@ -18,6 +18,8 @@ class SearchConfig:
     temperature: float = 1.0  # move-choice temperature over root visits, early in a game
     temperature_moves: int = 4  # after this many moves the choice is greedy (temperature 0)
     num_candidates: int = 4  # rollout.mode=step_search: candidate next steps sampled per node (K; identical ones merge)
+    leaf_value: str = "value_head"  # rollout.mode=step_search: how a leaf is valued: value_head (the policy's) | rollouts (search.leaf_rollouts continuations to the end, judged by the env; their mean reward)
+    leaf_rollouts: int = 2  # leaf_value=rollouts: continuations per leaf
     leaves_per_tree: int = 1  # leaves taken per tree per batch (virtual loss when > 1)
     virtual_loss: float = 1.0  # value penalty on a path in flight, when leaves_per_tree > 1
     full_search_prob: float = 1.0  # playout-cap randomisation (KataGo): the chance that a self-play move gets the full search (num_simulations, root noise) whose statistics are training targets; the other moves get a fast search of fast_simulations without noise and are played, not trained on (1: every move full). One draw per move of the actor's batch of games
@@ -36,6 +38,19 @@ def check_search_root(cfg: SearchConfig) -> None:
                         f"time: set search.leaves_per_tree=1 (not {cfg.leaves_per_tree})")
     if cfg.root == "gumbel" and cfg.max_considered < 1:
         raise UserError(f"search.max_considered={cfg.max_considered}: must be >= 1")
+
+
+LEAF_VALUES = ("value_head", "rollouts")
+
+
+def check_leaf_value(cfg: SearchConfig) -> None:
+    """A ``UserError`` naming the key for a step-search leaf value that cannot run."""
+    from selfplay.errors import UserError
+
+    if cfg.leaf_value not in LEAF_VALUES:
+        raise UserError(f"search.leaf_value={cfg.leaf_value!r}: one of {', '.join(LEAF_VALUES)}")
+    if cfg.leaf_value == "rollouts" and cfg.leaf_rollouts < 1:
+        raise UserError(f"search.leaf_rollouts={cfg.leaf_rollouts}: must be >= 1")
 
 
 def check_playout_cap(cfg: SearchConfig) -> None:

@@ -25,6 +25,7 @@ head). One agent acts, so values are not flipped between plies (``run_mcts(two_p
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,40 @@ def engine_value_fn(engine: Engine, *, prompt_fn: Callable[[str], str] = prompt_
             raise ValueError(f"engine.evaluate returned {len(evaluations)} evaluations for "
                              f"{len(states)} states")
         return np.array([ev.value for ev in evaluations], dtype=np.float64)
+
+    return value
+
+
+def rollout_value_fn(engine: Engine, reward_fn: RewardFn, problems: list[str], *, rollouts: int,
+                     max_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
+                     seed: int = 0, prompt_fn: Callable[[str], str] = prompt_of) -> ValueFn:
+    """Leaf values from ``rollouts`` continuations of the policy to the end, each judged by
+    ``reward_fn`` (the env): their mean reward. Unbiased for the policy, noisy, and on the scale
+    of the terminal rewards the search backs up; where the value head has not learnt yet, it is
+    what tells a promising partial solution from a hopeless one. All states of a wave are
+    continued in one ``engine.generate`` call; a continuation that never reaches an answer is
+    judged as it stands (an unfinished episode: usually 0)."""
+    calls = itertools.count()
+
+    def problem_of(state: str) -> int:
+        for b, problem in enumerate(problems):
+            if state == problem or state.startswith(problem + "\n"):
+                return b
+        raise ValueError("a searched state that starts with none of the problems")
+
+    def value(states: list[str]) -> np.ndarray:
+        if not states:
+            return np.zeros(0)
+        params = SamplingParams(n=rollouts, temperature=temperature, top_p=top_p,
+                                max_tokens=max_tokens, seed=seed + next(calls))
+        results = engine.generate([prompt_fn(s) for s in states], params)
+        out = []
+        for state, completions in zip(states, results):
+            b = problem_of(state)
+            judged = [reward_fn(b, state + "\n" + c.text.rstrip("\n")) if c.text.strip()
+                      else reward_fn(b, state) for c in completions]
+            out.append(float(np.mean(judged)) if judged else 0.0)
+        return np.asarray(out, dtype=np.float64)
 
     return value
 
@@ -484,6 +519,7 @@ __all__ = [
     "append_step",
     "candidate_priors",
     "engine_value_fn",
+    "rollout_value_fn",
     "has_final_answer_step",
     "last_step",
     "math_reward_fn",
