@@ -519,10 +519,10 @@ __all__ = [
     "append_step",
     "candidate_priors",
     "engine_value_fn",
-    "rollout_value_fn",
     "has_final_answer_step",
     "last_step",
     "math_reward_fn",
+    "rollout_value_fn",
     "solve_with_search",
     "step_text",
 ]
