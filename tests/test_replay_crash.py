@@ -52,7 +52,8 @@ def expected_episode(episode_id: str) -> Episode:
 WRITER = """
 import sys
 from selfplay.replay.store import EpisodeStore
-from tests.test_replay_crash import EPISODES_PER_SHARD, expected_episode
+sys.path.insert(0, sys.argv[3])  # tests/ itself: a 'tests' package installed by a dependency cannot shadow it
+from test_replay_crash import EPISODES_PER_SHARD, expected_episode
 
 root, run = sys.argv[1], sys.argv[2]
 store = EpisodeStore(root)
@@ -70,7 +71,7 @@ def _run_and_kill(root: Path, run: int, delay: float) -> list[str]:
     """Start a writer, SIGKILL it ``delay`` seconds after it is ready; the shards it reported."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(root), str(run)],
+        [sys.executable, "-c", WRITER, str(root), str(run), str(REPO / "tests")],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -148,7 +148,8 @@ def test_resume_keeps_groups_per_append_inside_a_merged_shard(tmp_path):
 WRITER = """
 import sys
 from selfplay.replay.store import EpisodeStore
-from tests.test_replay_scale import game
+sys.path.insert(0, sys.argv[3])  # tests/ itself: a 'tests' package installed by a dependency cannot shadow it
+from test_replay_scale import game
 
 root, run = sys.argv[1], sys.argv[2]
 store = EpisodeStore(root)
@@ -167,7 +168,8 @@ def test_kill_9_during_compaction_loses_nothing_and_duplicates_nothing(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     committed: list[str] = []
     for run in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(run)],
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(run),
+                                 str(REPO / "tests")],
                                 cwd=REPO, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
