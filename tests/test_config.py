@@ -111,3 +111,19 @@ def test_text_training_keys_compose(overrides):
             for part in key.split("."):
                 node = getattr(node, part)
             assert str(node) == value
+
+
+def test_an_env_brings_its_own_training_defaults_and_the_command_line_wins():
+    tuned = _compose(["env=connect_four"])
+    assert tuned.search.num_simulations == 128 and tuned.search.full_search_prob == 0.25
+    assert tuned.learner.augment_symmetries and not tuned.arena.gate
+    assert tuned.env.kwargs.view == "mover_short"
+    assert isinstance(OmegaConf.to_object(tuned), SelfplayConfig)
+    # an env without a conf/env_defaults file keeps the groups' own values
+    plain = _compose(["env=tictactoe"])
+    assert plain.search.num_simulations == 64 and plain.arena.gate and "view" not in plain.env.kwargs
+    # keys on the command line beat the env's defaults, which beat the group files
+    mine = _compose(["env=connect_four", "search.num_simulations=8", "env.kwargs.view=absolute",
+                     "learner=sft"])
+    assert mine.search.num_simulations == 8 and mine.env.kwargs.view == "absolute"
+    assert mine.learner.replay_window == 100000  # the env's default over learner/sft.yaml's
