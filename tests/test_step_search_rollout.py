@@ -117,3 +117,46 @@ def test_training_rollouts_add_the_configured_ai_feedback_to_the_reward():
     assert "process_reward" in str(by_action[right_step].info["feedback"])
     plain = SimpleNamespace(**{**vars(cfg), "feedback": FeedbackConfig()})
     assert all(ep.outcome == 0.0 for ep in SampleGroups(plain, engine).play(2, seed=0, actor="a"))
+
+
+class SpelledEngine(ScriptedEngine):
+    """A scripted engine with the default policy's tokenizer, so the rollout checks candidates as
+    the learner will encode them."""
+
+    max_len = 512
+
+    def __init__(self, options):
+        from selfplay.policy.tokenizer import build_char_tokenizer
+
+        super().__init__(options)
+        self.tokenizer = build_char_tokenizer()
+
+
+def test_candidates_the_learner_cannot_score_leave_the_targets_and_the_rest_renormalise():
+    # A policy that closes the line at once writes an empty step (and one it cannot spell): the
+    # learner has no prior for either, which once stopped a run with an EngineInputError.
+    from selfplay.policy.priors import encode_decisions
+
+    answers = {}
+    for seed in range(64):
+        question, steps = reference(seed)
+        answers[_last_line(question + "\n")] = steps[-1]
+
+    def options(prompt: str):
+        right = answers.get(_last_line(prompt), "Answer: 100000")  # after a bad step: wrong
+        return [("\n", -0.1), ("  \n", -0.2), ("\u2603\n", -0.3), (right + "\n", -2.0)]
+
+    engine = SpelledEngine(options)
+    cfg_rollout = rollout(engine)
+    cfg_rollout.cfg.search.num_candidates = 4
+    episodes = cfg_rollout.play(3, seed=0, actor="a0")
+    assert episodes
+    for ep in episodes:
+        for step in ep.steps:
+            stats = step.search
+            assert stats is not None and stats.actions  # the verified step is still a target
+            assert all(a.strip() and "\u2603" not in a for a in stats.actions)
+            assert len(stats.visits) == len(stats.priors) == len(stats.q_values) == len(stats.actions)
+            assert abs(sum(stats.target_distribution) - 1.0) < 1e-9
+            # what the learner does with the decision: encode the state and every candidate
+            encode_decisions(engine.tokenizer, [step.observation], [stats.actions], engine.max_len)

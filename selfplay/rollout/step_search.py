@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ from selfplay.search.text_adapter import (
     solve_with_search,
 )
 from selfplay.textgen.rollout import is_multi_step, prompt_of, step_limit
-from selfplay.types import Episode, SampledTokens, Step
+from selfplay.types import Episode, SampledTokens, SearchStats, Step
 
 
 def steps_of(problem: str, state: str) -> list[str]:
@@ -142,8 +143,7 @@ class StepSearchRollout:
                 ids = action_token_ids(tokenizer, a, multi_step=True)
                 tokens = SampledTokens(ids, [0.0] * len(ids), version)
             steps.append(Step(observation=o, action=a, player=0, reward=0.0, tokens=tokens,
-                              search=stats if self.trainable(prompt_of(o), stats.actions)
-                              else None))
+                              search=self.learnable(prompt_of(o), stats)))
         steps[-1].reward = reward
         return Episode(
             episode_id=uuid.uuid4().hex, env_id=self.env_id, seed=int(seed),
@@ -151,13 +151,34 @@ class StepSearchRollout:
             finished_at=time.time(), actor=actor,
             info={"termination": sp.termination, **{k: str(v) for k, v in info.items()}})
 
-    def trainable(self, prompt: str, candidates: list[str]) -> bool:
-        """Whether the learner can score every candidate after ``prompt`` within the policy's
-        context; a decision it cannot is kept without its statistics (never trained on)."""
-        from selfplay.policy.tokenizer import encode_prompts
+    def learnable(self, prompt: str, stats: SearchStats) -> SearchStats | None:
+        """The decision's statistics over the candidates the learner can score after ``prompt``:
+        a step that is empty once stripped (the policy closed the line at once) or that the
+        tokenizer cannot spell has no prior to train, so it leaves the targets (their visits
+        renormalise over the rest); None when no candidate is left, or one would not fit the
+        policy's context (the decision is kept, never trained on)."""
+        from selfplay.policy.tokenizer import encode_continuations, encode_prompts, is_encodable
 
+        tokenizer = getattr(self.engine, "tokenizer", None)
+        if tokenizer is None or not stats.actions:
+            return stats
+        encoded = encode_continuations(tokenizer, [a if a else " " for a in stats.actions])
+        keep = [j for j, (a, ids) in enumerate(zip(stats.actions, encoded))
+                if a.strip() and is_encodable(tokenizer, ids)]
+        if not keep:
+            return None
         limit = getattr(self.engine, "max_len", None)
-        if not isinstance(limit, int) or not candidates:
-            return True
-        longest = max(candidates, key=len)
-        return len(encode_prompts(self.engine.tokenizer, [prompt + longest])[0]) <= limit
+        if isinstance(limit, int):
+            longest = max((stats.actions[j] for j in keep), key=len)
+            if len(encode_prompts(tokenizer, [prompt + longest])[0]) > limit:
+                return None
+        if len(keep) == len(stats.actions):
+            return stats
+        pick = lambda xs: None if xs is None else [xs[j] for j in keep]  # noqa: E731
+        target = pick(stats.policy_target)
+        if target is not None:
+            total = sum(target)
+            target = [t / total for t in target] if total > 0 else None
+        return replace(stats, actions=pick(stats.actions), visits=pick(stats.visits),
+                       priors=pick(stats.priors), q_values=pick(stats.q_values),
+                       policy_target=target)
