@@ -7,15 +7,20 @@ and for each of three search budgets:
 - **step mcts (puct)**: ``solve_with_search`` (StepSearch, ``--candidates`` sampled next steps per
   node, leaves valued by the value head, ``--sims`` simulations per decision), the most visited
   step played; its generated tokens per problem are measured and set the budget;
+- **step mcts (gumbel)**: the same search with a Gumbel root (``root=gumbel``: Gumbel top-k and
+  sequential halving), at the same simulations; its own tokens set its own N;
 - **best-of-N by value head**: N whole step-by-step samples, the one whose final state the value
   head rates highest;
+- **best-of-N by reward model**: the same N samples, the one a Bradley-Terry reward model scores
+  highest; the reward model is the policy's body with a reward head, trained on the policy's own
+  samples of *train* problems labelled by the verifier (``selfplay.feedback.retrain``), so it is
+  judged on problems it never saw;
 - **majority vote**: N samples, the most common final answer;
 - **one sample**: a single sample (the N = 1 floor, the same at every budget);
 
 with N chosen so that sampling generates as many tokens per problem as the search did. Every
 answer is judged by the env through its own ``reset``/``step``. Also reported: generated tokens
 per second of the search beside plain sampling on the same engine and batch (goal: >= 80%).
-A best-of-N by a reward model needs a trained one; it is not run here.
 
     python benchmarks/search_vs_sampling.py            # 3 budgets, 100 held-out problems
     python benchmarks/search_vs_sampling.py --quick    # a few problems, same code path
@@ -71,14 +76,15 @@ def final_state(episode) -> str:
 
 
 def run_search(engine: CountingEngine, env, seeds: list[int], sims: int, candidates: int,
-               sampling, max_steps: int, rng: np.random.Generator) -> dict:
+               sampling, max_steps: int, rng: np.random.Generator, root: str = "puct") -> dict:
     from selfplay.rollout.step_search import env_reward_fn, replay_steps
     from selfplay.search.text_adapter import StepSearch, solve_with_search
 
     problems = [str(env.reset(seed=s)[0]) for s in seeds]
     search = StepSearch(engine, env_reward_fn(env, seeds, problems), num_candidates=candidates,
                         max_step_tokens=sampling.step_max_tokens, temperature=1.0,
-                        max_steps=max_steps, num_simulations=sims, dirichlet_fraction=0.0)
+                        max_steps=max_steps, num_simulations=sims, dirichlet_fraction=0.0,
+                        root=root)
     engine.reset()
     solved = solve_with_search(search, problems, rng=rng, add_noise=False)
     correct = [replay_steps(env, s, sp.steps)[0] >= 1.0 if sp.steps else False
@@ -87,7 +93,8 @@ def run_search(engine: CountingEngine, env, seeds: list[int], sims: int, candida
             "tokens_per_s": engine.tokens / max(engine.seconds, 1e-9)}
 
 
-def run_sampling(engine: CountingEngine, env_factory, seeds: list[int], n: int, params) -> dict:
+def run_sampling(engine: CountingEngine, env_factory, seeds: list[int], n: int, params,
+                 reward_model=None) -> dict:
     from selfplay.evaluate_text import problem_results
     from selfplay.textgen.rollout import prompt_of, rollout_text_env
 
@@ -98,10 +105,15 @@ def run_sampling(engine: CountingEngine, env_factory, seeds: list[int], n: int, 
     # best-of-N by the value head at each sample's final state
     values = np.array([ev.value for ev in engine.evaluate(
         [prompt_of(final_state(e)) for e in episodes], [["\n"]] * len(episodes))])
-    best = []
-    for i, group in enumerate(groups):
-        pick = int(np.argmax(values[i * n:(i + 1) * n]))
-        best.append(group.correct[pick])
+    best = [g.correct[int(np.argmax(values[i * n:(i + 1) * n]))] for i, g in enumerate(groups)]
+    by_rm = None
+    if reward_model is not None:
+        from selfplay.feedback.retrain import verifier_samples
+
+        prompts, responses, _ = verifier_samples(episodes)
+        scores = reward_model.rewards(prompts, responses)
+        by_rm = float(np.mean([g.correct[int(np.argmax(scores[i * n:(i + 1) * n]))]
+                               for i, g in enumerate(groups)]))
     majority = []
     for group in groups:
         votes = Counter(a for a in group.answers if a is not None)
@@ -110,9 +122,34 @@ def run_sampling(engine: CountingEngine, env_factory, seeds: list[int], n: int, 
             continue
         top = votes.most_common(1)[0][0]
         majority.append(any(c for a, c in zip(group.answers, group.correct) if a == top))
-    return {"n": n, "best_of_n_value": float(np.mean(best)), "majority": float(np.mean(majority)),
+    return {"n": n, "best_of_n_value": float(np.mean(best)), "best_of_n_reward_model": by_rm,
+            "majority": float(np.mean(majority)),
             "one_sample": float(np.mean([g.correct[0] for g in groups])),
             "tokens_per_problem": tokens / len(seeds), "tokens_per_s": tokens / max(seconds, 1e-9)}
+
+
+def train_reward_model_on_policy(policy: str, engine: CountingEngine, train_factory, problems: int,
+                                 n: int, params, steps: int) -> tuple[Any, dict]:
+    """A reward model on the policy's body, trained on ``n`` of the policy's own samples of each
+    of ``problems`` train-split problems, labelled by the env's verifier (the same pairs and
+    held-out split ``selfplay train feedback.retrain_every`` uses)."""
+    from selfplay.feedback.retrain import retrain
+    from selfplay.feedback.reward_model import build_reward_model
+    from selfplay.policy.config import PolicyConfig
+    from selfplay.textgen.rollout import rollout_text_env
+
+    model, _ = build_reward_model(PolicyConfig(path=policy))
+    episodes = rollout_text_env(train_factory, engine, [100_000 + i for i in range(problems)],
+                                n, params)
+    result, trained = retrain(model, episodes, steps=steps, batch_size=32, lr=3e-4,
+                              held_out=0.2, seed=0)
+    info = {"train_problems": problems, "samples_per_problem": n, "steps": steps,
+            "trained": trained, "train_pairs": result.train_pairs,
+            "held_out_pairs": result.held_out_pairs,
+            "held_out_accuracy_before": result.accuracy_before,
+            "held_out_accuracy_after": result.accuracy_after}
+    print(f"reward model: {info}", flush=True)
+    return (model if trained else None), info
 
 
 def main() -> None:
@@ -124,9 +161,12 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=4, help="K next steps per node")
     parser.add_argument("--sims", default="4,8,16", help="simulations per decision, per budget")
     parser.add_argument("--policy", default=None, help="a policy dir instead of the warm start")
+    parser.add_argument("--rm-problems", type=int, default=512,
+                        help="train problems the reward model learns from (0: no reward model)")
+    parser.add_argument("--rm-steps", type=int, default=300, help="reward-model training steps")
     args = parser.parse_args()
     if args.quick:
-        args.problems, args.warm_steps, args.sims = 8, 30, "2,4"
+        args.problems, args.warm_steps, args.sims, args.rm_problems, args.rm_steps = 8, 30, "2,4", 16, 10
     budgets = [int(x) for x in args.sims.split(",")]
 
     import torch
@@ -135,6 +175,7 @@ def main() -> None:
     from selfplay.policy.config import PolicyConfig
     from selfplay.policy.factory import make_engine
     from selfplay.rollout.modes import text_sampling
+    from selfplay.build import build_env
     from selfplay.textgen.rollout import step_limit
 
     torch.set_num_threads(2)
@@ -150,37 +191,48 @@ def main() -> None:
         env = env_factory()
         seeds = list(range(args.problems))
         params = replace(text_sampling(cfg.sampling, True, seed=12345), temperature=1.0)
+        reward_model, rm_info = None, None
+        if args.rm_problems > 0:
+            reward_model, rm_info = train_reward_model_on_policy(
+                policy, engine, lambda: build_env(cfg.env), args.rm_problems, 8, params,
+                args.rm_steps)
+        per_sample = run_sampling(engine, env_factory, seeds, 1, params)["tokens_per_problem"]
         rows = []
         for sims in budgets:
-            searched = run_search(engine, env, seeds, sims, args.candidates, cfg.sampling,
-                                  step_limit(env), np.random.default_rng(0))
-            per_sample = run_sampling(engine, env_factory, seeds, 1, params)["tokens_per_problem"]
-            n = max(1, round(searched["tokens_per_problem"] / max(per_sample, 1e-9)))
-            sampled = run_sampling(engine, env_factory, seeds, n, params)
-            rows.append({"sims": sims, "search": searched, "sampling": sampled})
-            print(f"sims {sims}: search {searched}; sampling (n={n}) {sampled}", flush=True)
+            for root in ("puct", "gumbel"):
+                searched = run_search(engine, env, seeds, sims, args.candidates, cfg.sampling,
+                                      step_limit(env), np.random.default_rng(0), root=root)
+                n = max(1, round(searched["tokens_per_problem"] / max(per_sample, 1e-9)))
+                sampled = run_sampling(engine, env_factory, seeds, n, params, reward_model)
+                rows.append({"sims": sims, "root": root, "search": searched, "sampling": sampled})
+                print(f"sims {sims} {root}: search {searched}; sampling (n={n}) {sampled}",
+                      flush=True)
 
     figures = []
     for row in rows:
-        s, b = row["search"], row["sampling"]
-        best_name, best = max((("best-of-N by value head", b["best_of_n_value"]),
-                               ("majority vote", b["majority"]), ("one sample", b["one_sample"])),
-                              key=lambda kv: kv[1])
-        budget = f"{s['tokens_per_problem']:.0f} tokens/problem (search {row['sims']} sims, N={b['n']})"
-        figures.append(figure(f"step mcts (puct) held-out pass@1 vs best sampling baseline, {budget}",
-                              "pass@1", s["pass"], best, f"{best_name}, same tokens",
-                              "> 1 (search ahead)", digits=3))
-        for name, key in (("best-of-N by value head", "best_of_n_value"),
-                          ("majority vote", "majority"), ("one sample", "one_sample")):
-            figures.append(figure(f"step mcts (puct) vs {name}, {budget}", "pass@1", s["pass"],
-                                  b[key], f"{name}, same tokens", "report", digits=3))
-        figures.append(figure(f"step mcts generated tokens/s vs plain sampling, {budget}",
+        s, b, root = row["search"], row["sampling"], row["root"]
+        baselines = [("best-of-N by value head", b["best_of_n_value"]),
+                     ("majority vote", b["majority"]), ("one sample", b["one_sample"])]
+        if b["best_of_n_reward_model"] is not None:
+            baselines.insert(1, ("best-of-N by reward model", b["best_of_n_reward_model"]))
+        best_name, best = max(baselines, key=lambda kv: kv[1])
+        budget = (f"{row['sims']} sims: {s['tokens_per_problem']:.0f} tokens/problem, "
+                  f"sampling N={b['n']}")
+        figures.append(figure(f"step mcts ({root}) held-out pass@1 vs best sampling baseline, "
+                              f"{budget}", "pass@1", s["pass"], best,
+                              f"{best_name}, same tokens", "> 1 (search ahead)", digits=3))
+        for name, value in baselines:
+            if name != best_name:
+                figures.append(figure(f"step mcts ({root}) vs {name}, {budget}", "pass@1",
+                                      s["pass"], value, f"{name}, same tokens", "report",
+                                      digits=3))
+        figures.append(figure(f"step mcts ({root}) generated tokens/s vs plain sampling, {budget}",
                               "tokens/s", s["tokens_per_s"], b["tokens_per_s"],
                               "plain sampling, same engine and problems", ">= 0.8x", digits=0))
     print_table("search_vs_sampling", figures)
     write_result("search_vs_sampling", figures, quick=args.quick,
                  extra={"env": ENV, "problems": args.problems, "candidates": args.candidates,
-                        "warm_start": warm, "rows": rows})
+                        "warm_start": warm, "reward_model": rm_info, "rows": rows})
 
 
 if __name__ == "__main__":

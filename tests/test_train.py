@@ -104,15 +104,20 @@ def test_resume_continues_version_numbering(trained_run: Path):
     assert summary["learner_steps"] >= 16  # counted from the checkpoint, not from zero
 
 
-def test_wrong_loss_or_unknown_env_is_one_clear_error_before_ray(tmp_path: Path):
+def test_wrong_loss_or_unknown_env_is_one_clear_error_before_ray(tmp_path: Path, capsys):
+    # In this process (the CLI's own main), so Ray not being started is observable.
+    import ray
+
+    from selfplay.cli import main
+
     for args, message in [(["env=math", "learner=alphazero"], "trains on search statistics"),
                           (["env=tictactoe", "learner=grpo"], "is a game"),
                           (["env=math", "run.warm_start=rl"], "run.warm_start"),
                           (["env.id=selfplay/Nope-v0"], "unknown env id 'selfplay/Nope-v0'")]:
-        result = subprocess.run(selfplay_cmd("train", *args, f"run.dir={tmp_path / 'r'}"),
-                                capture_output=True, text=True, timeout=120, cwd=REPO)
-        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
-        assert "Traceback" not in result.stderr
+        assert main(["train", *args, f"run.dir={tmp_path / 'r'}"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.startswith("selfplay train: "), err[-2000:]
+        assert "Traceback" not in err and not ray.is_initialized()
 
 
 def test_the_knobs_for_harder_games_run_together_through_ray(tmp_path: Path):
