@@ -186,10 +186,15 @@ def merge_previous(results: dict[str, dict], curves: dict[str, list]) -> str | N
 # Search over reasoning steps needs a multi-step task: the same problems, one step per action.
 STEP_ENV = "math_steps"
 STEP_SEARCH = ["rollout.mode=step_search", "search.num_simulations=16", "search.num_candidates=4"]
+# The alphazero and dpo learners default to a game's from-scratch settings (lr 1e-3, batch 256);
+# from a warm-started LM that rate undid the warm start within the first version (held-out pass@1
+# 0.03 -> 0.0025 at v1, policy CE and KL rising), so the step arms fine-tune at GRPO's lr and
+# expert iteration's batch.
+FINE_TUNE = ["learner.lr=1e-4", "learner.batch_size=64"]
 STEP_ARMS = {
-    "step_mcts_alphazero": [*STEP_SEARCH, "learner=alphazero"],
+    "step_mcts_alphazero": [*STEP_SEARCH, "learner=alphazero", *FINE_TUNE],
     "step_mcts_expert_iteration": [*STEP_SEARCH, "learner=expert_iteration"],
-    "step_mcts_dpo": [*STEP_SEARCH, "learner=dpo"],
+    "step_mcts_dpo": [*STEP_SEARCH, "learner=dpo", *FINE_TUNE],
     "grpo_steps": ["learner=grpo"],  # the sampling baseline on the same multi-step task
 }
 
