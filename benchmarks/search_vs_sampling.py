@@ -103,8 +103,13 @@ def run_sampling(engine: CountingEngine, env_factory, seeds: list[int], n: int, 
     tokens, seconds = engine.tokens, engine.seconds
     groups = problem_results(episodes, n)
     # best-of-N by the value head at each sample's final state
-    values = np.array([ev.value for ev in engine.evaluate(
-        [prompt_of(final_state(e)) for e in episodes], [["\n"]] * len(episodes))])
+    # A sample that filled the context has no room for the value head's read: it ranks last.
+    from selfplay.search.text_adapter import _fits, engine_value_fn
+
+    finals = [final_state(e) for e in episodes]
+    fits = [i for i, f in enumerate(finals) if _fits(engine, prompt_of(f) + "\n")]
+    values = np.full(len(finals), -np.inf)
+    values[fits] = engine_value_fn(engine)([finals[i] for i in fits])
     best = [g.correct[int(np.argmax(values[i * n:(i + 1) * n]))] for i, g in enumerate(groups)]
     by_rm = None
     if reward_model is not None:
@@ -161,7 +166,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=4, help="K next steps per node")
     parser.add_argument("--sims", default="4,8,16", help="simulations per decision, per budget")
     parser.add_argument("--policy", default=None, help="a policy dir instead of the warm start")
-    parser.add_argument("--rm-problems", type=int, default=512,
+    parser.add_argument("--rm-problems", type=int, default=1024,
                         help="train problems the reward model learns from (0: no reward model)")
     parser.add_argument("--rm-steps", type=int, default=300, help="reward-model training steps")
     args = parser.parse_args()
