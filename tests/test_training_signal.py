@@ -149,3 +149,67 @@ def test_text_decisions_reach_the_policy_as_their_prompt():
     game = Learner(model, tokenizer, LearnerConfig(), loss="alphazero")
     assert text.decisions_view(batch).observations == [prompt_of(o) for o in batch.observations]
     assert game.decisions_view(batch).observations == batch.observations
+
+
+# ---- the prior over reasoning steps ---------------------------------------------------------------
+
+
+def step_batch(size: int = 4) -> Batch:
+    """A reasoning-step decision: the search put all its visits on the first of two siblings."""
+    state = "12+30=?"
+    actions = ["tens: 1+3=4, ones: 2+0=2", "Answer: 7"]
+    return Batch(
+        observations=[state] * size, actions=[actions] * size,
+        target_visits=[np.array([1.0, 0.0], np.float32)] * size,
+        value_targets=np.ones(size, np.float32), policy_versions=np.zeros(size, np.int64),
+        chosen=[actions[0]] * size, players=np.zeros(size, np.int32),
+        root_values=np.ones(size, np.float32), keys=[("ep", i) for i in range(size)],
+        probs=np.full(size, 1 / size))
+
+
+def sequence_log_prob(model, tokenizer, prompt: str, text: str) -> float:
+    """log p(text | prompt) under the LM, token by token (an independent computation)."""
+    from selfplay.policy.tokenizer import encode_continuation, encode_prompt
+
+    p_ids, t_ids = encode_prompt(tokenizer, prompt), encode_continuation(tokenizer, text)
+    ids = torch.tensor([p_ids + t_ids])
+    with torch.no_grad():
+        h = model.hidden(ids, torch.ones_like(ids))
+        logp = torch.log_softmax(model.logits_of(h[0]), dim=-1)
+    return float(sum(logp[len(p_ids) - 1 + k, tok] for k, tok in enumerate(t_ids)))
+
+
+def test_step_priors_are_each_steps_own_probability_and_training_raises_the_visited_one():
+    from selfplay.textgen.rollout import prompt_of
+
+    torch.manual_seed(0)
+    model, tokenizer = build_policy(PolicyConfig(**TINY))
+    batch = step_batch()
+    learner = Learner(model, tokenizer, LearnerConfig(lr=1e-2, warmup_steps=0), loss="alphazero",
+                      text_decisions=True)
+    view = learner.decisions_view(batch)
+    assert view.actions[0] == [a + "\n" for a in batch.actions[0]]  # a step ends its line
+    prompt = prompt_of(batch.observations[0])
+    own = [sequence_log_prob(model, tokenizer, prompt, a) for a in view.actions[0]]
+    # The cross-entropy the learner reports is -log p(visited step), not a softmax over the two.
+    metrics = learner.train_step(batch).metrics
+    assert metrics["loss/policy_ce"] == pytest.approx(-own[0], rel=1e-4)
+    for _ in range(4):
+        learner.train_step(batch)
+    after = sequence_log_prob(model, tokenizer, prompt, view.actions[0][0])
+    assert after > own[0] + 1.0  # the visited step became likelier, in absolute terms
+
+    # step_prior=siblings is the softmax over the sampled siblings (as a game's legal moves).
+    torch.manual_seed(0)
+    model, tokenizer = build_policy(PolicyConfig(**TINY))
+    siblings = Learner(model, tokenizer, LearnerConfig(step_prior="siblings"), loss="alphazero",
+                       text_decisions=True)
+    assert siblings.decisions_view(batch).actions == batch.actions
+    bare = [sequence_log_prob(model, tokenizer, prompt, a) for a in batch.actions[0]]
+    expected = -(bare[0] - np.logaddexp(*bare))
+    assert siblings.train_step(batch).metrics["loss/policy_ce"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_an_unknown_step_prior_names_the_key():
+    with pytest.raises(UserError, match="learner.step_prior='sibling'"):
+        check_learner_config(LearnerConfig(step_prior="sibling"))

@@ -87,12 +87,16 @@ def _duplicate_groups(batch: Batch) -> dict[tuple[str, tuple[str, ...]], list[in
 
 
 def decision_batch(model: PolicyModel, tokenizer, batch: Batch,
-                   reference: PolicyModel | None = None) -> tuple[DecisionBatch, dict]:
+                   reference: PolicyModel | None = None,
+                   sequence_priors: bool = False) -> tuple[DecisionBatch, dict]:
+    """``sequence_priors``: each candidate's own log-probability under the LM, not a softmax over
+    the candidates (``learner.step_prior=sequence``, for reasoning steps)."""
     groups = merge_duplicates(batch)
     if not groups:
         raise ValueError("batch has no decisions with search statistics")
     observations, actions = [g.observation for g in groups], [g.actions for g in groups]
-    log_priors, values = action_log_priors(model, tokenizer, observations, actions)
+    normalise = not sequence_priors
+    log_priors, values = action_log_priors(model, tokenizer, observations, actions, normalise)
     padded, mask = pad_log_priors(log_priors)
     target = torch.zeros_like(padded)
     q = torch.full_like(padded, float("nan"))
@@ -103,7 +107,8 @@ def decision_batch(model: PolicyModel, tokenizer, batch: Batch,
     ref = None
     if reference is not None:
         with torch.no_grad():
-            ref, _ = pad_log_priors(action_log_priors(reference, tokenizer, observations, actions)[0])
+            ref, _ = pad_log_priors(action_log_priors(reference, tokenizer, observations, actions,
+                                                      normalise)[0])
     out = DecisionBatch(
         log_priors=padded,
         action_mask=mask,

@@ -38,10 +38,12 @@ class LearnerConfig:
     kl_reference: str = "start"  # grpo, dpo: the reference version: start (the version the run started from, the warm start's) | incumbent (follows each accepted version)
     dpo_beta: float = 0.1  # dpo: inverse temperature of the preference between the best and the worst sibling by Q
     dpo_margin: float = 0.1  # dpo: a pair is formed only where the two siblings' Q differ by at least this
+    step_prior: str = "sequence"  # alphazero, dpo on reasoning steps (rollout.mode=step_search): sequence = each sibling step's own log-probability under the LM, its closing newline included, so the cross-entropy -sum(target * log p(step)) raises the searched steps' likelihood and DPO is DPO on whole steps | siblings = a softmax over the sampled siblings only (as a game's legal moves), which lets mass drift to steps never sampled (it undid the warm start in learn_arithmetic); games always use the softmax
     normalize_advantages: bool = True  # grpo: divide group-relative advantages by the group's reward std (False: Dr. GRPO)
 
 
 LR_SCHEDULES = ("constant", "cosine")
+STEP_PRIORS = ("sequence", "siblings")
 
 
 def check_learner_config(cfg: LearnerConfig) -> None:
@@ -52,6 +54,9 @@ def check_learner_config(cfg: LearnerConfig) -> None:
     if cfg.lr_schedule == "cosine" and cfg.lr_decay_steps <= 0:
         raise UserError(f"learner.lr_schedule=cosine needs learner.lr_decay_steps > 0 (the steps "
                         f"from the warm-up's end to the floor), not {cfg.lr_decay_steps}")
+    if cfg.step_prior not in STEP_PRIORS:
+        raise UserError(f"learner.step_prior={cfg.step_prior!r}: must be one of "
+                        f"{', '.join(STEP_PRIORS)}")
     if not 0.0 <= cfg.lr_min_factor <= 1.0:
         raise UserError(f"learner.lr_min_factor={cfg.lr_min_factor}: must be in [0, 1]")
     if not 0.0 <= cfg.value_target_mix <= 1.0:

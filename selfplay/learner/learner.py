@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,9 @@ class Learner:
     def __init__(self, model: PolicyModel, tokenizer: Any, cfg: LearnerConfig,
                  loss: str | None = None, text_decisions: bool = False):
         self.text_decisions = text_decisions
+        # Reasoning steps are sampled from an open space: their own LM probabilities, not a
+        # softmax over the few that were sampled (learner.step_prior).
+        self.sequence_priors = text_decisions and cfg.step_prior == "sequence"
         self.model = model
         self.tokenizer = tokenizer
         self.cfg = cfg
@@ -102,8 +106,10 @@ class Learner:
         try:
             if self.loss.batch == "decisions":
                 batch = self.decisions_view(batch)
-            inputs, extra = BUILDERS[self.loss.batch](self.model, self.tokenizer, batch,
-                                                      self.reference)
+            build = BUILDERS[self.loss.batch]
+            if self.sequence_priors:
+                build = partial(build, sequence_priors=True)
+            inputs, extra = build(self.model, self.tokenizer, batch, self.reference)
             options = {key: getattr(self.cfg, key) for key in self.loss.options}
             out = self.loss.fn(inputs, **options)
         finally:
@@ -147,6 +153,11 @@ class Learner:
             from selfplay.textgen.rollout import prompt_of
 
             batch = replace(batch, observations=[prompt_of(o) for o in batch.observations])
+            if self.sequence_priors:  # a step's probability includes ending its line
+                from selfplay.textgen.rollout import STEP_STOP
+
+                batch = replace(batch, actions=[[a + STEP_STOP for a in acts]
+                                                for acts in batch.actions])
         if self.cfg.value_target_mix > 0:
             batch = replace(batch, value_targets=mixed_value_targets(
                 batch.value_targets, batch.root_values, self.cfg.value_target_mix))

@@ -113,15 +113,19 @@ def right_pad(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Te
 
 
 def log_priors_from_ids(
-    model, enc: EncodedDecisions, pad: int
+    model, enc: EncodedDecisions, pad: int, normalise: bool = True
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """(log-priors [A_i] per state, values [B]) from validated ids; see the module docstring.
 
+    ``normalise=False``: each action's own log-probability under the LM (the sum over its tokens)
+    instead of a log-softmax over the state's actions; for actions sampled from an open space (a
+    reasoning step), where the listed ones are not all there are.
+
     ``model`` needs ``device``, ``hidden(ids, mask)``, ``logits_of(h)`` and ``values_of(h)``: a
     ``PolicyModel`` (the learner, differentiable) or the engine's view of its own forward."""
-    if all(len(a) == 1 for acts in enc.action_ids for a in acts):
+    if normalise and all(len(a) == 1 for acts in enc.action_ids for a in acts):
         return _single_token(model, enc, pad)
-    return _multi_token(model, enc, pad)
+    return _multi_token(model, enc, pad, normalise)
 
 
 def _single_token(model, enc: EncodedDecisions, pad: int):
@@ -138,7 +142,7 @@ def _single_token(model, enc: EncodedDecisions, pad: int):
     return priors, model.values_of(h_last).float()
 
 
-def _multi_token(model, enc: EncodedDecisions, pad: int):
+def _multi_token(model, enc: EncodedDecisions, pad: int, normalise: bool = True):
     device = model.device
     seqs, pair_pos, pair_tgt, pair_of, first_pair = [], [], [], [], []
     for b, (s_ids, acts) in enumerate(zip(enc.state_ids, enc.action_ids)):
@@ -163,7 +167,8 @@ def _multi_token(model, enc: EncodedDecisions, pad: int):
     )  # [N]
     priors, start = [], 0
     for acts in enc.action_ids:
-        priors.append(F.log_softmax(seq_lp[start : start + len(acts)], dim=-1))
+        own = seq_lp[start : start + len(acts)]
+        priors.append(F.log_softmax(own, dim=-1) if normalise else own)
         start += len(acts)
     state_rows = torch.tensor(first_pair, device=device)  # [B]
     state_last = torch.tensor([len(s) - 1 for s in enc.state_ids], device=device)  # [B]
@@ -176,12 +181,14 @@ def action_log_priors(
     tokenizer: PreTrainedTokenizerBase,
     states: Sequence[str],
     actions: Sequence[Sequence[str]],
+    normalise: bool = True,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Log-priors over each state's actions ([A_i] tensors, each a log-distribution) and values
-    [B] from the value head at each state's last token. ``model`` is a ``PolicyModel``."""
+    """Log-priors over each state's actions ([A_i] tensors, each a log-distribution; with
+    ``normalise=False`` each action's own sequence log-probability) and values [B] from the value
+    head at each state's last token. ``model`` is a ``PolicyModel``."""
     max_len = int(model.config.max_position_embeddings)
     enc = encode_decisions(tokenizer, states, actions, max_len)
-    return log_priors_from_ids(model, enc, pad_token_id(tokenizer))
+    return log_priors_from_ids(model, enc, pad_token_id(tokenizer), normalise)
 
 
 __all__ = ["EncodedDecisions", "action_log_priors", "encode_decisions", "log_priors_from_ids"]

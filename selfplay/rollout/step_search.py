@@ -170,7 +170,8 @@ class StepSearchRollout:
         limit = getattr(self.engine, "max_len", None)
         if isinstance(limit, int):
             longest = max((stats.actions[j] for j in keep), key=len)
-            if len(encode_prompts(tokenizer, [prompt + longest])[0]) > limit:
+            # (the learner scores a step with its closing newline: learner.step_prior=sequence)
+            if len(encode_prompts(tokenizer, [prompt + longest + "\n"])[0]) > limit:
                 return None
         if len(keep) == len(stats.actions):
             return stats
