@@ -223,6 +223,65 @@ def step_arms(chosen: list[str], tmp: Path, args, results: dict, curves: dict) -
         print(f"{name}: {results[name]}", flush=True)
 
 
+def start_of(results: dict[str, dict], name: str) -> float:
+    """pass@1 of the sft start an arm trained from: a merged arm's own run's start (``--merge``
+    keeps it as ``sft start (merged run)`` when today's start differs), else today's."""
+    if "measured" in results[name] and "sft start (merged run)" in results:
+        return results["sft start (merged run)"]["pass@1"]
+    return results["sft start"]["pass@1"]
+
+
+def build_figures(results: dict[str, dict], minutes: float) -> tuple[list[dict], dict]:
+    """The figures and the gains, each arm against the start it trained from."""
+    rl = {n: r for n, r in results.items() if n in ("grpo", "expert_iteration")}
+    best = max(rl, key=lambda n: rl[n]["pass@1"]) if rl else None
+    points = lambda x: None if x is None else 100 * x  # noqa: E731
+    label = f"{minutes:g} min/arm"
+    figures = []
+    best_start = start_of(results, best) if best else None
+    if best:
+        figures.append(figure(f"best RL ({best}) pass@1 held-out vs sft start ({label})", "points",
+                              points(rl[best]["pass@1"]), points(best_start), "sft start",
+                              ">= +25 points over sft start"))
+        if "control" in results:
+            figures.append(figure(f"best RL ({best}) pass@1 held-out vs control ({label})",
+                                  "points", points(rl[best]["pass@1"]),
+                                  points(results["control"]["pass@1"]),
+                                  "control: SFT continued on the same solutions",
+                                  ">= +10 points over control"))
+        if "trl" in results:
+            figures.append(figure(f"best RL ({best}) pass@1 held-out vs TRL GRPOTrainer ({label})",
+                                  "points", points(rl[best]["pass@1"]),
+                                  points(results["trl"]["pass@1"]),
+                                  "TRL GRPOTrainer, same start, reward and minutes", "report"))
+    for name, r in results.items():
+        if name.startswith("sft start") or name in STEP_ARMS:
+            continue
+        figures.append(figure(f"{name} pass@1 held-out vs sft start ({label})", "points",
+                              points(r["pass@1"]), points(start_of(results, name)), "sft start",
+                              "report"))
+    if "sft start (steps)" in results:
+        steps_p = results["sft start (steps)"]["pass@1"]
+        for name in (n for n in STEP_ARMS if n in results):
+            figures.append(figure(f"{name} pass@1 held-out vs sft start (steps) ({label})",
+                                  "points", points(results[name]["pass@1"]), points(steps_p),
+                                  "sft start on math_steps", "report"))
+        searched = [n for n in ("step_mcts_alphazero", "step_mcts_expert_iteration",
+                                "step_mcts_dpo") if n in results]
+        if searched and "grpo_steps" in results:
+            top = max(searched, key=lambda n: results[n]["pass@1"])
+            figures.append(figure(f"best step mcts ({top}) pass@1 held-out vs grpo on steps "
+                                  f"({label})", "points", points(results[top]["pass@1"]),
+                                  points(results["grpo_steps"]["pass@1"]),
+                                  "GRPO on math_steps, same start and minutes",
+                                  "> GRPO (search-based training ahead)"))
+    extra = {"results": results,
+             "gain_over_sft_start_points": points(rl[best]["pass@1"] - best_start) if best else None,
+             "gain_over_control_points": (points(rl[best]["pass@1"] - results["control"]["pass@1"])
+                                          if best and "control" in results else None)}
+    return figures, extra
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short arms, same code path")
@@ -279,58 +338,16 @@ def main() -> None:
         step_arms(chosen, tmp, args, results, curves)
 
     merged_from = merge_previous(results, curves) if args.merge and not args.quick else None
-    start_p = results["sft start"]["pass@1"]
-    rl = {n: r for n, r in results.items() if n in ("grpo", "expert_iteration")}
-    best = max(rl, key=lambda n: rl[n]["pass@1"]) if rl else None
-    points = lambda x: None if x is None else 100 * x  # noqa: E731
-    label = f"{args.minutes:g} min/arm"
-    figures = []
-    if best:
-        figures.append(figure(f"best RL ({best}) pass@1 held-out vs sft start ({label})", "points",
-                              points(rl[best]["pass@1"]), points(start_p), "sft start",
-                              ">= +25 points over sft start"))
-        if "control" in results:
-            figures.append(figure(f"best RL ({best}) pass@1 held-out vs control ({label})",
-                                  "points", points(rl[best]["pass@1"]),
-                                  points(results["control"]["pass@1"]),
-                                  "control: SFT continued on the same solutions",
-                                  ">= +10 points over control"))
-        if "trl" in results:
-            figures.append(figure(f"best RL ({best}) pass@1 held-out vs TRL GRPOTrainer ({label})",
-                                  "points", points(rl[best]["pass@1"]),
-                                  points(results["trl"]["pass@1"]),
-                                  "TRL GRPOTrainer, same start, reward and minutes", "report"))
-    for name, r in results.items():
-        if name.startswith("sft start") or name in STEP_ARMS:
-            continue
-        figures.append(figure(f"{name} pass@1 held-out vs sft start ({label})", "points",
-                              points(r["pass@1"]), points(start_p), "sft start", "report"))
-    if "sft start (steps)" in results:
-        steps_p = results["sft start (steps)"]["pass@1"]
-        for name in (n for n in STEP_ARMS if n in results):
-            figures.append(figure(f"{name} pass@1 held-out vs sft start (steps) ({label})",
-                                  "points", points(results[name]["pass@1"]), points(steps_p),
-                                  "sft start on math_steps", "report"))
-        searched = [n for n in ("step_mcts_alphazero", "step_mcts_expert_iteration",
-                                "step_mcts_dpo") if n in results]
-        if searched and "grpo_steps" in results:
-            top = max(searched, key=lambda n: results[n]["pass@1"])
-            figures.append(figure(f"best step mcts ({top}) pass@1 held-out vs grpo on steps "
-                                  f"({label})", "points", points(results[top]["pass@1"]),
-                                  points(results["grpo_steps"]["pass@1"]),
-                                  "GRPO on math_steps, same start and minutes",
-                                  "> GRPO (search-based training ahead)"))
-    extra = {"minutes_per_arm": args.minutes, "env": args.env, "warm_start": warm,
-             "held_out_problems": args.eval_problems, "results": results,
-             "gain_over_sft_start_points": points(rl[best]["pass@1"] - start_p) if best else None,
-             "gain_over_control_points": (points(rl[best]["pass@1"] - results["control"]["pass@1"])
-                                          if best and "control" in results else None),
-             "curves": curves, "merged_from": merged_from}
+    figures, extra = build_figures(results, args.minutes)
+    extra.update({"minutes_per_arm": args.minutes, "env": args.env, "warm_start": warm,
+                  "held_out_problems": args.eval_problems, "curves": curves,
+                  "merged_from": merged_from})
     print_table("learn_arithmetic", figures)
     print(json.dumps({k: extra[k] for k in ("gain_over_sft_start_points",
                                              "gain_over_control_points")}))
     write_result("learn_arithmetic", figures, quick=args.quick, extra=extra)
-    plot(curves, start_p, RESULTS / f"learn_arithmetic{'.quick' if args.quick else ''}.png")
+    plot(curves, results["sft start"]["pass@1"],
+         RESULTS / f"learn_arithmetic{'.quick' if args.quick else ''}.png")
 
 
 if __name__ == "__main__":
