@@ -37,20 +37,14 @@ $(VLLM_STAMP): pyproject.toml .ci/vllm-constraints.txt
 	@touch $(VLLM_STAMP)
 
 # The main suite runs in TEST_WORKERS processes (pytest-xdist; a file stays on one worker, so a
-# file's fixtures are never raced). Beside it, one more lane: the vLLM venv installs and then its
-# tests run (their runs stop on a step budget; minutes are only a ceiling, so a shared machine
-# slows them without failing them); their output is printed after the main suite's.
+# file's fixtures are never raced), while the vLLM venv installs beside it; the vLLM tests, which
+# time their runs, go last and alone.
 TEST_WORKERS ?= 2
 test: setup
-	@( $(MAKE) --no-print-directory vllm-setup > $(VLLM_VENV).log 2>&1 || \
-	     { cat $(VLLM_VENV).log; echo "vllm-setup failed"; exit 1; }; \
-	   $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider \
-	     tests/test_vllm_engine.py tests/test_vllm_train.py > $(VLLM_VENV)-tests.log 2>&1 || \
-	     { cat $(VLLM_VENV)-tests.log; exit 1; }; \
-	   cat $(VLLM_VENV)-tests.log ) > $(VLLM_VENV)-lane.log 2>&1 & lane_pid=$$!; \
+	@$(MAKE) --no-print-directory vllm-setup > $(VLLM_VENV).log 2>&1 & setup_pid=$$!; \
 	rc=0; $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile || rc=$$?; \
-	wait $$lane_pid || rc=1; \
-	echo "== vLLM tests (.venv-vllm)"; cat $(VLLM_VENV)-lane.log; \
+	if ! wait $$setup_pid; then cat $(VLLM_VENV).log; echo "vllm-setup failed"; exit 1; fi; \
+	$(VLLM_VENV)/bin/python -m pytest tests/test_vllm_engine.py tests/test_vllm_train.py || rc=$$?; \
 	exit $$rc
 
 bench-setup: setup

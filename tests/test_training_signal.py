@@ -213,3 +213,22 @@ def test_step_priors_are_each_steps_own_probability_and_training_raises_the_visi
 def test_an_unknown_step_prior_names_the_key():
     with pytest.raises(UserError, match="learner.step_prior='sibling'"):
         check_learner_config(LearnerConfig(step_prior="sibling"))
+
+
+def test_token_losses_on_a_text_task_are_untouched_by_the_step_prior():
+    # step_prior is for decision losses; a text task's token losses (sft here) build their own batch
+    from selfplay.types import Episode, SampledTokens, Step
+
+    model, tokenizer = build_policy(PolicyConfig(**TINY))
+    learner = Learner(model, tokenizer, LearnerConfig(), loss="sft", text_decisions=True)
+    ids = tokenizer("Answer: 4", add_special_tokens=False)["input_ids"]
+    episode = Episode(episode_id="e", env_id="selfplay/Math-v0", seed=0, policy_version=0,
+                      steps=[Step(observation="2+2=?", action="Answer: 4", player=0, reward=1.0,
+                                  tokens=SampledTokens(list(ids), [0.0] * len(ids), 0))],
+                      outcome=1.0, started_at=0.0, finished_at=0.0, actor="a")
+    from selfplay.replay.sampler import ReplaySampler
+
+    sampler = ReplaySampler(window=100, keep="sampled")
+    sampler.add([episode])
+    metrics = learner.train_step(sampler.sample(2, 0)).metrics
+    assert math.isfinite(metrics["loss/nll"])

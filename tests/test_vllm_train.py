@@ -28,7 +28,7 @@ POLICY = ["policy.hidden_size=64", "policy.num_layers=1", "policy.num_heads=2",
           "policy.num_kv_heads=1", "policy.intermediate_size=128"]
 SHORT = ["learner.samples_per_decision=1", "learner.publish_every=2steps",
          "learner.steps_per_call=1", "arena.gate=false", "run.eval_every=1000steps",
-         "run.num_actors=1", "run.progress=false", "run.budget_minutes=8", "ray.num_cpus=2"]
+         "run.num_actors=1", "run.progress=false", "run.budget_minutes=3", "ray.num_cpus=2"]
 
 
 def _check_versions(run_dir: Path, out) -> pd.DataFrame:
@@ -53,7 +53,7 @@ def test_game_run_on_vllm_plays_the_versions_it_loads(tmp_path: Path):
               "search.num_simulations=4", "run.games_per_actor=4",
               "learner.batch_size=16", "learner.min_replay_steps=16", "run.budget_steps=48",
               "arena.eval_games=2", "arena.search_simulations=2", f"run.dir={run_dir}",
-              timeout=600)
+              timeout=280)
     steps = _check_versions(run_dir, out)
     assert steps["search_visits"].map(len).gt(0).all()  # MCTS over vLLM's priors
 
@@ -64,7 +64,7 @@ def test_text_run_on_vllm_records_the_sampling_version(tmp_path: Path):
     out = run("train", "env=math", "learner=grpo", *VLLM_CPU, *POLICY, *SHORT,
               "sampling.k=4", "sampling.max_tokens=16", "run.games_per_actor=2",
               "learner.batch_size=8", "learner.min_replay_steps=8", "run.budget_steps=48",
-              "arena.eval_games=2", f"run.dir={run_dir}", timeout=600)
+              "arena.eval_games=2", f"run.dir={run_dir}", timeout=280)
     steps = _check_versions(run_dir, out)
     assert steps["token_ids"].map(len).gt(0).all()
     # GRPO's importance ratio needs vLLM's sampling log-probabilities, one per token, and the

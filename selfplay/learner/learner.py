@@ -107,7 +107,7 @@ class Learner:
             if self.loss.batch == "decisions":
                 batch = self.decisions_view(batch)
             build = BUILDERS[self.loss.batch]
-            if self.sequence_priors:
+            if self.sequence_priors and self.loss.batch == "decisions":
                 build = partial(build, sequence_priors=True)
             inputs, extra = build(self.model, self.tokenizer, batch, self.reference)
             options = {key: getattr(self.cfg, key) for key in self.loss.options}
