@@ -150,12 +150,10 @@ class Learner:
         """``batch`` as a decision loss reads it: a text step's state as its prompt, and value
         targets mixed with the root values (``learner.value_target_mix``)."""
         if self.text_decisions:
-            from selfplay.textgen.rollout import prompt_of
+            from selfplay.textgen.rollout import STEP_STOP, prompt_of
 
             batch = replace(batch, observations=[prompt_of(o) for o in batch.observations])
             if self.sequence_priors:  # a step's probability includes ending its line
-                from selfplay.textgen.rollout import STEP_STOP
-
                 batch = replace(batch, actions=[[a + STEP_STOP for a in acts]
                                                 for acts in batch.actions])
         if self.cfg.value_target_mix > 0:

@@ -18,16 +18,16 @@ registered multi-step text env (``env=math_steps``, a user's) is searched withou
 A decision's observation is the state (the problem and the steps so far), as in every text
 episode; the learner reads it as ``prompt_of(state)`` (``Learner(text_decisions=True)``), the text
 the search sampled its candidates from and read its value at, so the prior and the value the
-learner trains are those the next search uses (the search's prior also counts each step's closing
-newline; the learner's does not).
+learner trains are those the next search uses (each step's closing newline included, with the
+default ``learner.step_prior=sequence``).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -42,7 +42,7 @@ from selfplay.search.text_adapter import (
     rollout_value_fn,
     solve_with_search,
 )
-from selfplay.textgen.rollout import is_multi_step, prompt_of, step_limit
+from selfplay.textgen.rollout import STEP_STOP, is_multi_step, prompt_of, step_limit
 from selfplay.types import Episode, SampledTokens, SearchStats, Step
 
 
@@ -170,12 +170,14 @@ class StepSearchRollout:
         limit = getattr(self.engine, "max_len", None)
         if isinstance(limit, int):
             longest = max((stats.actions[j] for j in keep), key=len)
-            # (the learner scores a step with its closing newline: learner.step_prior=sequence)
-            if len(encode_prompts(tokenizer, [prompt + longest + "\n"])[0]) > limit:
+            # the learner scores a step with its closing newline (learner.step_prior=sequence)
+            if len(encode_prompts(tokenizer, [prompt + longest + STEP_STOP])[0]) > limit:
                 return None
         if len(keep) == len(stats.actions):
             return stats
-        pick = lambda xs: None if xs is None else [xs[j] for j in keep]  # noqa: E731
+        def pick(xs):
+            return None if xs is None else [xs[j] for j in keep]
+
         target = pick(stats.policy_target)
         if target is not None:
             total = sum(target)
