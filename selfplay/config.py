@@ -54,6 +54,7 @@ class RunConfig:
     warm_start: str = "none"  # none | sft: text tasks, a supervised stage on the env's reference solutions before RL, published as version 0
     warm_start_problems: int = 256  # reference solutions of the warm start: train problems with seeds 0..N-1
     warm_start_steps: int = 300  # learner steps of the warm start (batches of learner.batch_size decisions)
+    warm_start_unit: str = "decisions"  # what warm_start_steps counts: decisions = batches of batch_size decisions (lines, on a multi-step env) | solutions = scaled by the mean decisions per reference solution, so a multi-step env sees as many solutions as its single-turn twin
     warm_start_lr: float = 3e-3  # AdamW learning rate of the warm start
 
 

@@ -74,6 +74,7 @@ class WarmStartConfig:
     problems: int
     steps: int
     lr: float
+    unit: str = "decisions"  # decisions | solutions (RunConfig.warm_start_unit)
 
 
 @dataclass
@@ -133,7 +134,8 @@ def worker_configs(cfg) -> WorkerConfigs:
         learner=LearnerWorkerConfig(
             str(Path(run.dir).resolve()), run.resume, loss, typed.learner, typed.policy,
             typed.env, WarmStartConfig(run.warm_start, run.warm_start_problems,
-                                       run.warm_start_steps, run.warm_start_lr), kind),
+                                       run.warm_start_steps, run.warm_start_lr,
+                                       run.warm_start_unit), kind),
         evaluator=EvaluatorWorkerConfig(str(Path(run.dir).resolve()), kind, typed.env,
                                         typed.policy, typed.engine, typed.search, typed.arena,
                                         typed.sampling),
@@ -321,6 +323,8 @@ def warm_start(model: PolicyModel, tokenizer, cfg: LearnerWorkerConfig) -> dict[
     if ws.problems < 1 or ws.steps < 1:
         raise UserError("run.warm_start=sft needs run.warm_start_problems >= 1 and "
                         "run.warm_start_steps >= 1")
+    if ws.unit not in ("decisions", "solutions"):
+        raise UserError(f"run.warm_start_unit={ws.unit!r}: known values are decisions, solutions")
     started = time.perf_counter()
     try:
         episodes = reference_episodes(lambda: build_env(cfg.env), range(ws.problems), tokenizer)
@@ -335,16 +339,26 @@ def warm_start(model: PolicyModel, tokenizer, cfg: LearnerWorkerConfig) -> dict[
     sampler.add(fitting)
     learner = Learner(model, tokenizer, replace(cfg.learner, lr=ws.lr, warmup_steps=10), loss="sft")
     metrics: dict[str, float] = {}
-    for step in range(ws.steps):
+    steps = warm_start_step_count(ws, len(sampler), len(fitting))
+    for step in range(steps):
         metrics = learner.train_step(sampler.sample(cfg.learner.batch_size, step)).metrics
     summary = {"warm_start/problems": float(len(fitting)),
                "warm_start/too_long": float(len(episodes) - len(fitting)),
                "warm_start/decisions": float(len(sampler)),
-               "warm_start/steps": float(ws.steps),
+               "warm_start/steps": float(steps),
                "warm_start/final_nll": metrics.get("loss/nll", float("nan")),
                "warm_start/seconds": time.perf_counter() - started}
     atomic_write_json(Path(cfg.run_dir) / "warm_start.json", summary)
     return summary
+
+
+def warm_start_step_count(ws: WarmStartConfig, decisions: int, solutions: int) -> int:
+    """Learner steps of the warm start: ``ws.steps`` batches of decisions, or with
+    ``unit=solutions`` as many batches as it takes to see ``ws.steps`` batches' worth of whole
+    solutions (a multi-step env's solution is several decisions, its single-turn twin's is one)."""
+    if ws.unit == "decisions" or solutions == 0:
+        return ws.steps
+    return max(ws.steps, round(ws.steps * decisions / solutions))
 
 
 def fits_context(tokenizer, episode: Episode, max_len: int) -> bool:
