@@ -207,7 +207,9 @@ def step_arms(chosen: list[str], tmp: Path, args, results: dict, curves: dict) -
     names = [n for n in STEP_ARMS if n in chosen]
     if not names:
         return
-    sft_start(STEP_ENV, tmp / "steps", args.problems, args.warm_steps)
+    # --step-warm-unit solutions: the step start sees as many solutions as the single-turn one.
+    sft_start(STEP_ENV, tmp / "steps", args.problems, args.warm_steps,
+              (f"run.warm_start_unit={args.step_warm_unit}",))
     start = tmp / "steps" / "start"
     results["sft start (steps)"] = held_out(STEP_ENV, str(start), args.eval_problems, 4)
     print(f"sft start (steps): {results['sft start (steps)']}", flush=True)
@@ -294,6 +296,9 @@ def main() -> None:
                         help="comma-separated; also step_mcts_alphazero, "
                              "step_mcts_expert_iteration, step_mcts_dpo, grpo_steps (on "
                              "env=math_steps)")
+    parser.add_argument("--step-warm-unit", default="decisions", choices=["decisions", "solutions"],
+                        help="run.warm_start_unit of the math_steps sft start (decisions: the "
+                             "committed step rows; solutions: as many solutions as the math start)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other arms of the last full run's JSON (rerun some arms)")
     args = parser.parse_args()
@@ -340,6 +345,7 @@ def main() -> None:
     merged_from = merge_previous(results, curves) if args.merge and not args.quick else None
     figures, extra = build_figures(results, args.minutes)
     extra.update({"minutes_per_arm": args.minutes, "env": args.env, "warm_start": warm,
+                  "step_warm_unit": args.step_warm_unit,
                   "held_out_problems": args.eval_problems, "curves": curves,
                   "merged_from": merged_from})
     print_table("learn_arithmetic", figures)
