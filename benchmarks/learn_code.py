@@ -3,7 +3,10 @@
 The same protocol as ``learn_arithmetic.py`` on ``env=code`` (CodeSynth-v0: write a Python
 function from its doctest examples; reward 1 when every hidden test passes): an **sft start** on a
 limited set of reference programs, then ``--minutes`` each of the **control** (SFT continued on
-the same programs), **grpo** and **expert iteration**, every arm the real ``selfplay train``
+the same programs), **grpo**, **expert iteration** and **expert iteration with references**
+(``rollout.reference_mix``: half of the sampled groups also carry their problem's reference
+program, on the control's programs; RL with demonstrations, named as such), every arm the real
+``selfplay train``
 command from the same start; pass@1 of each final policy on held-out tasks (the test split,
 disjoint by function). A fresh tiny policy gets a 512-token context (prompts run to ~300
 characters). TRL's GRPOTrainer is not run here: its reward function in ``trl_peer.py`` is the
@@ -13,6 +16,8 @@ math verifier.
     python benchmarks/learn_code.py --quick         # a few minutes, same code path
     python benchmarks/learn_code.py --start-dir runs/code-start --arms ""   # the sft start alone
     python benchmarks/learn_code.py --start-dir runs/code-start             # arms from it
+    python benchmarks/learn_code.py --minutes 22 --arms expert_iteration_refs --merge
+        # one arm rerun, the others kept from the committed JSON (same minutes per arm)
 
 The sft start is step-budgeted (its figure does not depend on how busy the machine is), so it
 can be made apart from the arms, whose budget is wall-clock, and reused (``--start-dir``).
@@ -47,7 +52,9 @@ def main() -> None:
                              "constants, so the split puts the whole family in test)")
     parser.add_argument("--warm-steps", type=int, default=300, help="learner steps of the sft start")
     parser.add_argument("--eval-problems", type=int, default=100, help="held-out tasks")
-    parser.add_argument("--arms", default="control,grpo,expert_iteration",
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the arms not rerun from the committed JSON (same minutes per arm)")
+    parser.add_argument("--arms", default="control,grpo,expert_iteration,expert_iteration_refs",
                         help='comma-separated arms to train ("" = the sft start alone)')
     parser.add_argument("--start-dir", default=None,
                         help="keep the sft start (policy, metrics, held-out figures) here and "
@@ -59,6 +66,10 @@ def main() -> None:
         "control": ["learner=sft", "rollout.mode=reference", f"rollout.problems={args.problems}"],
         "grpo": ["learner=grpo", "sampling.max_tokens=160"],
         "expert_iteration": ["learner=expert_iteration", "sampling.max_tokens=160"],
+        # RL with demonstrations: the control's programs ride along with the samples of the same
+        # problems, so this arm sees exactly the control's references plus its own samples.
+        "expert_iteration_refs": ["learner=expert_iteration", "sampling.max_tokens=160",
+                                  f"rollout.problems={args.problems}", "rollout.reference_mix=0.5"],
     }
     chosen = [a for a in args.arms.split(",") if a]
     unknown = sorted(set(chosen) - set(arms))
@@ -86,8 +97,9 @@ def main() -> None:
             curves[name] = arm["curve"]
             print(f"{name}: {results[name]}", flush=True)
 
+    merged_from = merge_previous(results, curves, args.minutes) if args.merge and not args.quick else None
     start_p = results["sft start"]["pass@1"]
-    rl = [n for n in ("grpo", "expert_iteration") if n in results]
+    rl = [n for n in RL_ARMS if n in results]
     if not rl or "control" not in results:
         print(json.dumps(results))
         return  # a partial set of arms: printed, not written over the committed figures
@@ -100,7 +112,7 @@ def main() -> None:
                100 * results[best]["pass@1"], 100 * results["control"]["pass@1"],
                "control: SFT continued on the same programs", "report"),
     ]
-    for name in arms:
+    for name in [n for n in ("control", *RL_ARMS) if n in results]:
         figures.append(figure(f"{name} pass@1 held-out tasks vs sft start ({label})", "points",
                               100 * results[name]["pass@1"], 100 * start_p, "sft start", "report"))
     extra = {"minutes_per_arm": args.minutes, "env": "code", "level": args.level,
@@ -108,12 +120,38 @@ def main() -> None:
              "held_out_problems": args.eval_problems, "results": results,
              "gain_over_sft_start_points": 100 * (results[best]["pass@1"] - start_p),
              "gain_over_control_points": 100 * (results[best]["pass@1"] - results["control"]["pass@1"]),
-             "curves": curves}
+             "curves": curves, "merged_from": merged_from}
     print_table("learn_code", figures)
     print(json.dumps({k: extra[k] for k in ("gain_over_sft_start_points", "gain_over_control_points")}))
     write_result("learn_code", figures, quick=args.quick, extra=extra)
     plot(curves, start_p, RESULTS / f"learn_code{'.quick' if args.quick else ''}.png",
          title="learn_code: online RL vs SFT continued (2 CPU cores)")
+
+
+RL_ARMS = ("grpo", "expert_iteration", "expert_iteration_refs")
+
+
+def merge_previous(results: dict, curves: dict, minutes: float) -> str | None:
+    """Fill the arms not rerun from the committed JSON (each marked with the date it was measured);
+    returns that run's date. Its sft start must be today's (deterministic: same settings, same
+    start) and its arms as long as today's, or the comparison would not be one."""
+    path = RESULTS / "learn_code.json"
+    if not path.exists():
+        return None
+    previous = json.loads(path.read_text())
+    if previous.get("minutes_per_arm") != minutes:
+        sys.exit(f"--merge: the committed arms ran {previous.get('minutes_per_arm')} min each, "
+                 f"this run {minutes}: rerun them all or pass --minutes "
+                 f"{previous.get('minutes_per_arm')}")
+    if previous["results"]["sft start"]["pass@1"] != results["sft start"]["pass@1"]:
+        sys.exit(f"--merge: today's sft start ({results['sft start']['pass@1']}) is not the "
+                 f"committed one ({previous['results']['sft start']['pass@1']})")
+    for name, row in previous["results"].items():
+        if name not in results:
+            results[name] = {**row, "measured": row.get("measured", previous["date"])}
+    for name, curve in previous.get("curves", {}).items():
+        curves.setdefault(name, curve)
+    return previous["date"]
 
 
 def kept_start(args, tmp: Path, env_kwargs: tuple[str, ...]) -> tuple[dict, dict, Path]:

@@ -32,7 +32,9 @@ class MetricsWriter:
         if episodes:
             self.scalar("selfplay/episode_length", float(np.mean([e.length for e in episodes])), step)
             if episodes[0].group_id:  # text: the mean reward of the samples
-                self.scalar("rollout/reward_mean", float(np.mean([e.outcome for e in episodes])), step)
+                sampled = [e.outcome for e in episodes if e.info.get("termination") != "reference"]
+                if sampled:  # written reference solutions (rollout.reference_mix) are not samples
+                    self.scalar("rollout/reward_mean", float(np.mean(sampled)), step)
             else:
                 self.scalar("selfplay/first_player_score",
                             float(np.mean([(e.outcome + 1) / 2 for e in episodes])), step)

@@ -115,6 +115,7 @@ def _check_config(cfg):
         raise UserError(f"learner.loss={workers.learner.loss} trains on sampled tokens; "
                         f"{cfg.env.id} is a game: use learner=alphazero (or learner=default) "
                         "or learner=dpo")
+    _check_reference_mix(cfg, workers)
     if cfg.learner.augment_symmetries:
         _check_symmetries(cfg, workers.kind)
     if cfg.feedback.retrain_every:
@@ -141,6 +142,25 @@ def _check_config(cfg):
             "or choose another run.dir"
         )
     return workers
+
+
+def _check_reference_mix(cfg, workers) -> None:
+    mix = cfg.rollout.reference_mix
+    if not 0.0 <= mix <= 1.0:
+        raise UserError(f"rollout.reference_mix={mix}: a fraction of the groups, in [0, 1]")
+    if mix == 0:
+        return
+    if workers.rollout.mode != "sample_groups":
+        raise UserError(f"rollout.reference_mix mixes reference solutions into sampled groups; "
+                        f"rollout.mode={workers.rollout.mode} samples none (use "
+                        "rollout.mode=sample_groups, or rollout.mode=reference for references only)")
+    from selfplay.learner.losses import get_loss
+
+    if not get_loss(workers.learner.loss).demonstrations:
+        raise UserError(f"rollout.reference_mix: learner.loss={workers.learner.loss} cannot train on "
+                        "written solutions (a policy gradient needs each token's sampling "
+                        "probability, and a written solution has none); use "
+                        "learner=expert_iteration or learner=sft")
 
 
 def _check_symmetries(cfg, kind: str) -> None:

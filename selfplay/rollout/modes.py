@@ -2,7 +2,8 @@
 
 - ``game_selfplay``: both sides of ``count`` games by the incumbent with MCTS (AlphaZero);
 - ``sample_groups``: ``count`` problems, ``sampling.k`` samples each (a GRPO group), one prefill
-  shared per problem, every token's sampling log-probability and version recorded;
+  shared per problem, every token's sampling log-probability and version recorded; with
+  ``rollout.reference_mix`` a share of the groups also carries the problem's reference solution;
 - ``reference``: ``count`` of the env's reference solutions (SFT continued on them: the control
   of an RL run on text).
 
@@ -102,6 +103,10 @@ class SampleGroups:
         self.multi_step = is_multi_step(self.probe)
         self.params = text_sampling(cfg.sampling, self.multi_step)
         self.skipped = 0  # problems longer than the policy's context, left out
+        self.reference_mix = float(getattr(cfg.rollout, "reference_mix", 0.0))
+        if self.reference_mix > 0 and getattr(self.probe.unwrapped, "reference_actions", None) is None:
+            raise UserError(f"rollout.reference_mix={self.reference_mix}: {cfg.env.id} has no "
+                            "reference solutions (reference_actions()) to mix in")
 
     def on_weights(self, version: int) -> None:
         pass  # sampling keeps no state of its own between versions
@@ -114,8 +119,37 @@ class SampleGroups:
         if not seeds:
             return []
         params = replace(self.params, seed=int(rng.integers(0, SEED_SPACE)))
-        return rollout_text_env(self.env_factory, self.engine, seeds, self.cfg.sampling.k,
-                                params, actor=actor)
+        episodes = rollout_text_env(self.env_factory, self.engine, seeds, self.cfg.sampling.k,
+                                    params, actor=actor)
+        if self.reference_mix > 0:
+            episodes = self.with_references(episodes, rng, actor)
+        return episodes
+
+    def with_references(self, episodes: list[Episode], rng: np.random.Generator,
+                        actor: str) -> list[Episode]:
+        """``episodes`` with each group, at the rate ``reference_mix``, followed by its problem's
+        reference solution as one more member of the group (the env's verdict as its reward,
+        log-probability 0 on its tokens: written, not sampled). A reference the verifier rejects
+        is left out, as in the warm start."""
+        from selfplay.rollout.reference import reference_episodes
+
+        groups: dict[str, list[Episode]] = {}
+        for ep in episodes:
+            groups.setdefault(ep.group_id, []).append(ep)
+        out: list[Episode] = []
+        for group_id, members in groups.items():
+            out.extend(members)
+            if rng.random() >= self.reference_mix:
+                continue
+            try:
+                written = reference_episodes(self.env_factory, [members[0].seed],
+                                             self.engine.tokenizer,
+                                             policy_version=members[0].policy_version,
+                                             actor=actor)
+            except ValueError:  # this problem's reference is one the verifier rejects
+                continue
+            out.extend(replace(ep, group_id=group_id) for ep in written)
+        return out
 
     def readable(self, seeds: list[int]) -> list[int]:
         """The seeds whose problem fits the policy's context with room to answer: a dataset's

@@ -13,8 +13,8 @@ LOSSES: dict[str, Loss] = {
     "alphazero": Loss(alphazero_loss, batch="decisions", keep="searched", options=("value_weight",)),
     "grpo": Loss(grpo_loss, batch="tokens", keep="sampled",
                  options=("clip_eps", "kl_coef", "normalize_advantages"), reference=True),
-    "expert_iteration": Loss(sft_loss, batch="tokens", keep="best_of_group"),
-    "sft": Loss(sft_loss, batch="tokens", keep="sampled"),
+    "expert_iteration": Loss(sft_loss, batch="tokens", keep="best_of_group", demonstrations=True),
+    "sft": Loss(sft_loss, batch="tokens", keep="sampled", demonstrations=True),
     "dpo": Loss(dpo_loss, batch="decisions", keep="searched",
                 options=("dpo_beta", "dpo_margin", "value_weight"), reference=True),
 }

@@ -61,6 +61,7 @@ class Loss:
     keep: str  # which replay decisions it trains on: "searched" | "sampled" | "best_of_group"
     options: tuple[str, ...] = ()  # LearnerConfig fields passed as keyword arguments
     reference: bool = False  # needs log-probabilities under a reference version (KL)
+    demonstrations: bool = False  # imitates what it is given: written solutions train it as sampled ones do (rollout.reference_mix)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
