@@ -24,6 +24,11 @@ per second of the search beside plain sampling on the same engine and batch (goa
 
     python benchmarks/search_vs_sampling.py            # 3 budgets, 100 held-out problems
     python benchmarks/search_vs_sampling.py --quick    # a few problems, same code path
+    python benchmarks/search_vs_sampling.py --env code_steps   # the same on code, line by line
+
+On ``code_steps`` (a program one line per action, a blank line ending it; 512-token context) the
+majority vote is over the final programs as written (whitespace-normalised), and the results go
+to ``search_vs_sampling_code.json``.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import figure, print_table, write_result  # noqa: E402
 from learn_arithmetic import compose, sft_start  # noqa: E402
 
-ENV = "math_steps"
+ENVS = {"math_steps": (), "code_steps": ("policy.max_seq_len=512",)}  # env -> config overrides
 
 
 class CountingEngine:
@@ -81,7 +86,10 @@ def run_search(engine: CountingEngine, env, seeds: list[int], sims: int, candida
     from selfplay.search.text_adapter import StepSearch, solve_with_search
 
     problems = [str(env.reset(seed=s)[0]) for s in seeds]
+    from selfplay.search.text_adapter import final_step_rule
+
     search = StepSearch(engine, env_reward_fn(env, seeds, problems), num_candidates=candidates,
+                        is_final_step=final_step_rule(env),
                         max_step_tokens=sampling.step_max_tokens, temperature=1.0,
                         max_steps=max_steps, num_simulations=sims, dirichlet_fraction=0.0,
                         root=root)
@@ -93,8 +101,14 @@ def run_search(engine: CountingEngine, env, seeds: list[int], sims: int, candida
             "tokens_per_s": engine.tokens / max(engine.seconds, 1e-9)}
 
 
+def program_of(episode) -> str | None:
+    """A code sample's vote: its program as written, whitespace-normalised (None when empty)."""
+    program = "\n".join(" ".join(s.action.split()) for s in episode.steps if s.action.strip())
+    return program or None
+
+
 def run_sampling(engine: CountingEngine, env_factory, seeds: list[int], n: int, params,
-                 reward_model=None) -> dict:
+                 reward_model=None, votes_by_program: bool = False) -> dict:
     from selfplay.evaluate_text import problem_results
     from selfplay.textgen.rollout import prompt_of, rollout_text_env
 
@@ -120,13 +134,15 @@ def run_sampling(engine: CountingEngine, env_factory, seeds: list[int], n: int, 
         by_rm = float(np.mean([g.correct[int(np.argmax(scores[i * n:(i + 1) * n]))]
                                for i, g in enumerate(groups)]))
     majority = []
-    for group in groups:
-        votes = Counter(a for a in group.answers if a is not None)
+    for i, group in enumerate(groups):
+        answers = ([program_of(e) for e in episodes[i * n:(i + 1) * n]] if votes_by_program
+                   else group.answers)
+        votes = Counter(a for a in answers if a is not None)
         if not votes:
             majority.append(False)
             continue
         top = votes.most_common(1)[0][0]
-        majority.append(any(c for a, c in zip(group.answers, group.correct) if a == top))
+        majority.append(any(c for a, c in zip(answers, group.correct) if a == top))
     return {"n": n, "best_of_n_value": float(np.mean(best)), "best_of_n_reward_model": by_rm,
             "majority": float(np.mean(majority)),
             "one_sample": float(np.mean([g.correct[0] for g in groups])),
@@ -160,6 +176,8 @@ def train_reward_model_on_policy(policy: str, engine: CountingEngine, train_fact
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few problems, same code path")
+    parser.add_argument("--env", default="math_steps", choices=sorted(ENVS),
+                        help="the multi-step task searched (code_steps: programs line by line)")
     parser.add_argument("--problems", type=int, default=100, help="held-out problems")
     parser.add_argument("--warm-problems", type=int, default=256)
     parser.add_argument("--warm-steps", type=int, default=300)
@@ -184,12 +202,14 @@ def main() -> None:
     from selfplay.textgen.rollout import step_limit
 
     torch.set_num_threads(2)
-    cfg = compose([f"env={ENV}"])
+    env_name, overrides = args.env, ENVS[args.env]
+    code = env_name == "code_steps"
+    cfg = compose([f"env={env_name}", *overrides])
     with tempfile.TemporaryDirectory() as tmp:
         policy = args.policy
         warm = None
         if policy is None:
-            warm = sft_start(ENV, Path(tmp), args.warm_problems, args.warm_steps)
+            warm = sft_start(env_name, Path(tmp), args.warm_problems, args.warm_steps, overrides)
             policy = str(Path(tmp) / "start")
         engine = CountingEngine(make_engine(PolicyConfig(path=policy), cfg.engine))
         env_factory = _test_env_factory(cfg.env)
@@ -208,7 +228,8 @@ def main() -> None:
                 searched = run_search(engine, env, seeds, sims, args.candidates, cfg.sampling,
                                       step_limit(env), np.random.default_rng(0), root=root)
                 n = max(1, round(searched["tokens_per_problem"] / max(per_sample, 1e-9)))
-                sampled = run_sampling(engine, env_factory, seeds, n, params, reward_model)
+                sampled = run_sampling(engine, env_factory, seeds, n, params, reward_model,
+                                       votes_by_program=code)
                 rows.append({"sims": sims, "root": root, "search": searched, "sampling": sampled})
                 print(f"sims {sims} {root}: search {searched}; sampling (n={n}) {sampled}",
                       flush=True)
@@ -234,9 +255,10 @@ def main() -> None:
         figures.append(figure(f"step mcts ({root}) generated tokens/s vs plain sampling, {budget}",
                               "tokens/s", s["tokens_per_s"], b["tokens_per_s"],
                               "plain sampling, same engine and problems", ">= 0.8x", digits=0))
-    print_table("search_vs_sampling", figures)
-    write_result("search_vs_sampling", figures, quick=args.quick,
-                 extra={"env": ENV, "problems": args.problems, "candidates": args.candidates,
+    name = "search_vs_sampling_code" if code else "search_vs_sampling"
+    print_table(name, figures)
+    write_result(name, figures, quick=args.quick,
+                 extra={"env": env_name, "problems": args.problems, "candidates": args.candidates,
                         "warm_start": warm, "reward_model": rm_info, "rows": rows})
 
 

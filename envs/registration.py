@@ -67,6 +67,12 @@ BUILTIN_ENVS: list[EnvSpecLine] = [
         {"source": "procedural"},
     ),
     EnvSpecLine(
+        "selfplay/CodeSteps-v0",
+        "envs.code.env:CodeEnv",
+        "the same tasks, one line of the program per action; a blank line ends it (step search)",
+        {"source": "procedural", "mode": "multi_step", "max_steps": 16},
+    ),
+    EnvSpecLine(
         "selfplay/CodeJSONL-v0",
         "envs.code.env:CodeEnv",
         "MBPP/HumanEval-style JSONL tasks (default: the MBPP sample); reward: sandboxed tests",

@@ -1,9 +1,15 @@
 """CodeEnv: write a Python function from a description and examples; rewarded by sandboxed tests.
 
-One step per episode: the observation is the task prompt, the action is a program (a fenced
-```python block is unwrapped), the reward is the fraction of the task's tests it passes
-(``reward="fraction"``) or 1/0 for all of them (``reward="all"``), computed in the sandbox by
-``envs.code.verify`` (the program cannot forge it). The episode then ends.
+One step per episode (``mode="single_turn"``, the default): the observation is the task prompt, the
+action is a program (a fenced ```python block is unwrapped), the reward is the fraction of the
+task's tests it passes (``reward="fraction"``) or 1/0 for all of them (``reward="all"``), computed
+in the sandbox by ``envs.code.verify`` (the program cannot forge it). The episode then ends.
+
+One line per action (``mode="multi_step"``, ``selfplay/CodeSteps-v0``), so search over reasoning
+steps can branch inside a program: the observation is the prompt followed by the lines written so
+far, each action appends one line (several, if it holds newlines), and a blank line ends the
+program, which is then tested as above (``is_final_step``). Reaching ``max_steps`` lines without
+it ends the episode truncated with reward 0, as a math solution that never states its answer.
 
 Tasks come from the procedural generator (``source="procedural"``, ``level`` 1..3 or None for all)
 or a MBPP/HumanEval JSONL file (``source=<path>``; a bare file name is looked up in
@@ -14,8 +20,8 @@ and "all" keeps them all.
 An action that is not a string, or longer than ``max_action_chars``, is a wrong program
 (reward 0, ``info["invalid_action"] = True``), never an exception.
 
-``reference_actions()`` (after ``reset``) gives the one action that solves the current task: its
-reference program (a procedural task's reference; MBPP's ``code``; HumanEval's ``prompt`` +
+``reference_actions()`` (after ``reset``) gives the action that solves the current task (in
+``multi_step`` mode: its non-blank lines, then the blank line that ends it): its reference program (a procedural task's reference; MBPP's ``code``; HumanEval's ``prompt`` +
 ``canonical_solution``, which defines the entry point the tests call), for a supervised warm start
 or expert iteration. Stepped from ``reset`` with the same seed it passes every test (reward 1.0; the
 contract check in ``envs.checker`` and ``tests/test_reference_solutions.py`` hold every registered
@@ -48,6 +54,7 @@ OBS_CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n"
 OBS_MAX_LENGTH = 4096
 ACTION_MAX_LENGTH = 20_000
 REWARDS = ("fraction", "all")
+MODES = ("single_turn", "multi_step")
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
 
@@ -103,7 +110,14 @@ class CodeEnv(gym.Env):
         pool: SandboxPool | None = None,
         render_mode: str | None = None,
         allow_unconfined: bool = False,
+        mode: str = "single_turn",
+        max_steps: int = 16,
     ):
+        if mode not in MODES:
+            raise ValueError(f"CodeEnv: mode must be one of {MODES}, not {mode!r}")
+        if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 2:
+            raise ValueError(f"CodeEnv: max_steps must be an integer >= 2 (a line and the blank "
+                             f"line that ends the program), not {max_steps!r}")
         if reward not in REWARDS:
             raise ValueError(f"CodeEnv: reward must be one of {REWARDS}, not {reward!r}")
         if level is not None and level not in LEVELS:
@@ -130,7 +144,9 @@ class CodeEnv(gym.Env):
             self.tasks = tasks
         self.observation_space = spaces.Text(OBS_MAX_LENGTH, min_length=1, charset=OBS_CHARSET)
         self.action_space = spaces.Text(ACTION_MAX_LENGTH, min_length=0, charset=OBS_CHARSET)
+        self.mode, self.max_steps = mode, max_steps
         self.task: CodeTask | None = None
+        self.lines: list[str] = []  # multi_step: the program written so far
         self.done = False
         self.last_report: TestReport | None = None
         # Last: a bad argument above is reported before any sandbox process starts.
@@ -148,18 +164,41 @@ class CodeEnv(gym.Env):
         else:
             self.task = self.tasks[int(self.np_random.integers(0, len(self.tasks)))]
         self.done = False
+        self.lines = []
         self.last_report = None
         return self._observation(), self._info()
 
     def step(self, action: Any):
         if self.task is None or self.done:
             raise RuntimeError("CodeEnv.step called before reset or after the episode ended")
-        self.done = True
-        info = self._info()
         if not isinstance(action, str) or len(action) > self.max_action_chars:
+            self.done = True
+            info = self._info()
             info.update(invalid_action=True, passed=0, total=len(self.task.tests))
             return self._observation(), 0.0, True, False, info
-        program = strip_fences(action)
+        if self.mode == "single_turn":
+            return self._tested(strip_fences(action))
+        if self.is_final_step(action):
+            return self._tested("\n".join(self.lines) + "\n")
+        self.lines.extend(line.rstrip() for line in action.rstrip("\n").split("\n"))
+        if len(self.lines) >= self.max_steps:
+            self.done = True
+            info = self._info()
+            info.update(invalid_action=False, passed=0, total=len(self.task.tests),
+                        unfinished=True)
+            return self._observation(), 0.0, False, True, info
+        return self._observation(), 0.0, False, False, self._info()
+
+    @staticmethod
+    def is_final_step(step: str) -> bool:
+        """multi_step: a blank line ends the program (the rule search uses to call a state final)."""
+        return step.strip() == ""
+
+    def _tested(self, program: str):
+        """The episode's end: ``program`` run against the task's tests in the sandbox."""
+        assert self.task is not None
+        self.done = True
+        info = self._info()
         report = run_tests(
             self.task, program, pool=self.pool, timeout_s=self.timeout_s,
             per_test_timeout_s=self.per_test_timeout_s, memory_mb=self.memory_mb,
@@ -205,13 +244,22 @@ class CodeEnv(gym.Env):
                 f"CodeEnv: {where}: the reference solution is {len(program)} characters, over "
                 f"max_action_chars={limit}"
             )
-        return [program]
+        if self.mode == "single_turn":
+            return [program]
+        lines = [line for line in program.split("\n") if line.strip()]
+        if len(lines) + 1 > self.max_steps:
+            raise ValueError(f"CodeEnv: {where}: the reference solution has {len(lines)} lines; "
+                             f"with the blank line that ends it, over max_steps={self.max_steps}")
+        return [*lines, ""]
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _observation(self) -> str:
         assert self.task is not None
-        return _to_charset(self.task.prompt)[:OBS_MAX_LENGTH]
+        prompt = _to_charset(self.task.prompt)[:OBS_MAX_LENGTH]
+        if not self.lines:
+            return prompt
+        return (prompt + "\n" + "\n".join(_to_charset(line) for line in self.lines))[:OBS_MAX_LENGTH]
 
     def _info(self) -> dict[str, Any]:
         assert self.task is not None

@@ -39,6 +39,7 @@ from selfplay.search.config import check_leaf_value
 from selfplay.search.text_adapter import (
     SolvedProblem,
     StepSearch,
+    final_step_rule,
     rollout_value_fn,
     solve_with_search,
 )
@@ -88,9 +89,10 @@ class StepSearchRollout:
         if not is_multi_step(self.env):
             raise UserError(f"rollout.mode=step_search searches over reasoning steps: "
                             f"{cfg.env.id} takes a whole solution per action (use a multi-step "
-                            "task, e.g. env=math_steps)")
+                            "task, e.g. env=math_steps or env=code_steps)")
         self.env_id = self.env.spec.id if self.env.spec is not None else cfg.env.id
         self.max_steps = step_limit(self.env)
+        self.is_final_step = final_step_rule(self.env)  # e.g. code: a blank line ends the program
         check_leaf_value(cfg.search)
 
     def on_weights(self, version: int) -> None:
@@ -104,9 +106,11 @@ class StepSearchRollout:
             value_fn = rollout_value_fn(
                 self.engine, reward_fn, problems, rollouts=s.leaf_rollouts,
                 max_tokens=sampling.step_max_tokens * self.max_steps,
-                temperature=sampling.temperature, top_p=sampling.top_p, seed=seed)
+                temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
+                is_final_step=self.is_final_step)
         return StepSearch(
-            self.engine, reward_fn, value_fn=value_fn, num_candidates=s.num_candidates,
+            self.engine, reward_fn, value_fn=value_fn, is_final_step=self.is_final_step,
+            num_candidates=s.num_candidates,
             max_step_tokens=sampling.step_max_tokens, temperature=sampling.temperature,
             top_p=sampling.top_p, max_steps=self.max_steps, num_simulations=s.num_simulations,
             c_puct=s.c_puct, dirichlet_alpha=s.dirichlet_alpha,

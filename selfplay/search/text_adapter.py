@@ -73,9 +73,10 @@ def last_step(state: str) -> str:
 
 
 def step_text(completion_text: str, stop: str = STEP_STOP) -> str:
-    """A sampled continuation as a step: without its stop string and surrounding whitespace (as
-    ``MathEnv`` strips the steps it keeps), so "a\\n" and "a \\n" are the same step."""
-    return completion_text.removesuffix(stop).strip()
+    """A sampled continuation as a step: without its stop string and trailing whitespace, so
+    "a\\n" and "a \\n" are the same step. Leading whitespace stays: a line of Python is its
+    indentation (``MathEnv`` strips the steps it keeps either way)."""
+    return completion_text.removesuffix(stop).rstrip()
 
 
 def has_final_answer_step(step: str) -> bool:
@@ -86,6 +87,26 @@ def has_final_answer_step(step: str) -> bool:
     except ImportError:  # the framework without the built-in envs
         return "answer:" in step.lower()
     return has_final_answer(step)
+
+
+def final_step_rule(env) -> FinalStepFn:
+    """The ``is_final_step`` of a multi-step env: its own ``is_final_step`` where it states one
+    (``CodeEnv``: a blank line ends the program), else the math rule."""
+    own = getattr(getattr(env, "unwrapped", env), "is_final_step", None)
+    return own if callable(own) else has_final_answer_step
+
+
+def continued_state(state: str, text: str, is_final_step: FinalStepFn) -> str:
+    """``state`` followed by a multi-line continuation of it, cut after the continuation's first
+    final step (where the env ends the episode), that step kept; the whole continuation, trailing
+    newlines removed, when no step in it is final."""
+    lines = text.split("\n")
+    whole = lines if lines[-1] else lines[:-1]  # the text after a closing newline is no line
+    for i, line in enumerate(whole):
+        if is_final_step(step_text(line)):
+            return state + "".join("\n" + step for step in whole[: i + 1])
+    rest = text.rstrip("\n")
+    return state + "\n" + rest if rest.strip() else state
 
 
 def math_reward_fn(problems: Sequence[MathProblem], *, timeout_s: float = 2.0) -> RewardFn:
@@ -168,7 +189,8 @@ def engine_value_fn(engine: Engine, *, prompt_fn: Callable[[str], str] = prompt_
 
 def rollout_value_fn(engine: Engine, reward_fn: RewardFn, problems: list[str], *, rollouts: int,
                      max_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-                     seed: int = 0, prompt_fn: Callable[[str], str] = prompt_of) -> ValueFn:
+                     seed: int = 0, prompt_fn: Callable[[str], str] = prompt_of,
+                     is_final_step: FinalStepFn = has_final_answer_step) -> ValueFn:
     """Leaf values from ``rollouts`` continuations of the policy to the end, each judged by
     ``reward_fn`` (the env): their mean reward. Unbiased for the policy, noisy, and on the scale
     of the terminal rewards the search backs up; where the value head has not learnt yet, it is
@@ -192,8 +214,8 @@ def rollout_value_fn(engine: Engine, reward_fn: RewardFn, problems: list[str], *
         out = []
         for state, completions in zip(states, results):
             b = problem_of(state)
-            judged = [reward_fn(b, state + "\n" + c.text.rstrip("\n")) if c.text.strip()
-                      else reward_fn(b, state) for c in completions]
+            judged = [reward_fn(b, continued_state(state, c.text, is_final_step))
+                      for c in completions]
             out.append(float(np.mean(judged)) if judged else 0.0)
         return np.asarray(out, dtype=np.float64)
 
@@ -518,7 +540,9 @@ __all__ = [
     "StepSearchResult",
     "append_step",
     "candidate_priors",
+    "continued_state",
     "engine_value_fn",
+    "final_step_rule",
     "has_final_answer_step",
     "last_step",
     "math_reward_fn",
