@@ -194,3 +194,34 @@ def test_an_openspiel_game_trains_and_is_evaluated_through_the_cli(tmp_path: Pat
     played = sum(line[f"{r}_as_{side}"] for r in ("wins", "draws", "losses")
                  for side in ("first", "second"))
     assert played == 2 and line["b"] == "random" and "over 2 games" in out
+
+
+def test_the_peer_benchmark_rebuilds_any_position_in_play_as_a_pyspiel_state():
+    # benchmarks/openspiel_alphazero_peer.py hands OpenSpiel's bot our positions as pyspiel states
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from openspiel_alphazero_peer import move_order
+
+    from envs.games.connect_four import apply_move, initial_state
+
+    game = pyspiel.load_game("connect_four")
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(100):
+        state, moves = initial_state(), []
+        for _ in range(int(rng.integers(0, 30))):
+            column = int(rng.choice([c for c in range(7) if state[35 + c] == 0]))
+            if apply_move(state, column) != 0:
+                break
+            moves.append(column)
+        if state[43] != 0:
+            continue
+        rebuilt, played = game.new_initial_state(), game.new_initial_state()
+        for column in move_order(tuple(int(x) for x in state[:42])):
+            rebuilt.apply_action(column)
+        for column in moves:
+            played.apply_action(column)
+        assert str(rebuilt) == str(played)
+        checked += 1
+    assert checked > 50
+    with pytest.raises(ValueError, match="no move order"):
+        move_order((2,) + (0,) * 41)  # the second player's stone alone: no one could play it
