@@ -76,6 +76,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown arms {unknown}; known: {sorted(arms)}")
     arms = {name: arms[name] for name in chosen}
+    if args.merge and not args.quick:
+        check_merge(args.minutes)
     results: dict[str, dict] = {}
     curves: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,21 +106,23 @@ def main() -> None:
         print(json.dumps(results))
         return  # a partial set of arms: printed, not written over the committed figures
     best = max(rl, key=lambda n: results[n]["pass@1"])
+    best_start = results[best].get("start_pass@1", start_p)
     label = f"{args.minutes:g} min/arm"
     figures = [
         figure(f"best RL ({best}) pass@1 held-out tasks vs sft start ({label})", "points",
-               100 * results[best]["pass@1"], 100 * start_p, "sft start", "report"),
+               100 * results[best]["pass@1"], 100 * best_start, "sft start", "report"),
         figure(f"best RL ({best}) pass@1 held-out tasks vs control ({label})", "points",
                100 * results[best]["pass@1"], 100 * results["control"]["pass@1"],
                "control: SFT continued on the same programs", "report"),
     ]
     for name in [n for n in ("control", *RL_ARMS) if n in results]:
+        own_start = results[name].get("start_pass@1", start_p)
         figures.append(figure(f"{name} pass@1 held-out tasks vs sft start ({label})", "points",
-                              100 * results[name]["pass@1"], 100 * start_p, "sft start", "report"))
+                              100 * results[name]["pass@1"], 100 * own_start, "sft start", "report"))
     extra = {"minutes_per_arm": args.minutes, "env": "code", "level": args.level,
              "reference_programs": args.problems, "warm_start": warm,
              "held_out_problems": args.eval_problems, "results": results,
-             "gain_over_sft_start_points": 100 * (results[best]["pass@1"] - start_p),
+             "gain_over_sft_start_points": 100 * (results[best]["pass@1"] - best_start),
              "gain_over_control_points": 100 * (results[best]["pass@1"] - results["control"]["pass@1"]),
              "curves": curves, "merged_from": merged_from}
     print_table("learn_code", figures)
@@ -131,24 +135,33 @@ def main() -> None:
 RL_ARMS = ("grpo", "expert_iteration", "expert_iteration_refs")
 
 
+def check_merge(minutes: float) -> None:
+    """--merge keeps arms only as long as today's: checked before any arm trains."""
+    path = RESULTS / "learn_code.json"
+    if path.exists():
+        committed = json.loads(path.read_text()).get("minutes_per_arm")
+        if committed != minutes:
+            sys.exit(f"--merge: the committed arms ran {committed} min each, this run {minutes}: "
+                     f"rerun them all or pass --minutes {committed}")
+
+
 def merge_previous(results: dict, curves: dict, minutes: float) -> str | None:
-    """Fill the arms not rerun from the committed JSON (each marked with the date it was measured);
-    returns that run's date. Its sft start must be today's (deterministic: same settings, same
-    start) and its arms as long as today's, or the comparison would not be one."""
+    """Fill the arms not rerun from the committed JSON (each marked with the date it was measured
+    and the start it trained from); returns that run's date. Its arms must be as long as today's.
+    The sft start is deterministic (seeded data and init), so a rerun should measure the same
+    start; a different one is kept beside as ``sft start (merged run)`` so the difference shows."""
     path = RESULTS / "learn_code.json"
     if not path.exists():
         return None
     previous = json.loads(path.read_text())
-    if previous.get("minutes_per_arm") != minutes:
-        sys.exit(f"--merge: the committed arms ran {previous.get('minutes_per_arm')} min each, "
-                 f"this run {minutes}: rerun them all or pass --minutes "
-                 f"{previous.get('minutes_per_arm')}")
-    if previous["results"]["sft start"]["pass@1"] != results["sft start"]["pass@1"]:
-        sys.exit(f"--merge: today's sft start ({results['sft start']['pass@1']}) is not the "
-                 f"committed one ({previous['results']['sft start']['pass@1']})")
+    check_merge(minutes)
+    old_start = previous["results"]["sft start"]
+    if old_start != results["sft start"]:  # the same settings should give the same start
+        results["sft start (merged run)"] = old_start
     for name, row in previous["results"].items():
-        if name not in results:
-            results[name] = {**row, "measured": row.get("measured", previous["date"])}
+        if name not in results and not name.startswith("sft start"):
+            results[name] = {**row, "measured": row.get("measured", previous["date"]),
+                             "start_pass@1": row.get("start_pass@1", old_start["pass@1"])}
     for name, curve in previous.get("curves", {}).items():
         curves.setdefault(name, curve)
     return previous["date"]
