@@ -128,27 +128,32 @@ class SampleGroups:
     def with_references(self, episodes: list[Episode], rng: np.random.Generator,
                         actor: str) -> list[Episode]:
         """``episodes`` with each group, at the rate ``reference_mix``, followed by its problem's
-        reference solution as one more member of the group (the env's verdict as its reward,
-        log-probability 0 on its tokens: written, not sampled). A reference the verifier rejects
-        is left out, as in the warm start."""
+        reference solution as one more member of the group (the env's own verdict as its reward,
+        without the AI feedback the samples get; log-probability 0 on its tokens: written, not
+        sampled). A reference the verifier rejects is left out, as in the warm start."""
         from selfplay.rollout.reference import reference_episodes
 
         groups: dict[str, list[Episode]] = {}
         for ep in episodes:
             groups.setdefault(ep.group_id, []).append(ep)
-        out: list[Episode] = []
-        for group_id, members in groups.items():
-            out.extend(members)
-            if rng.random() >= self.reference_mix:
-                continue
-            try:
-                written = reference_episodes(self.env_factory, [members[0].seed],
+        chosen = [gid for gid in groups if rng.random() < self.reference_mix]
+        written: dict[int, list[Episode]] = {}
+        if chosen:
+            seeds = [groups[gid][0].seed for gid in chosen]
+            try:  # one env for the whole batch; ValueError: the verifier rejects all of them
+                for ep in reference_episodes(lambda: build_env(self.cfg.env), seeds,
                                              self.engine.tokenizer,
-                                             policy_version=members[0].policy_version,
-                                             actor=actor)
-            except ValueError:  # this problem's reference is one the verifier rejects
-                continue
-            out.extend(replace(ep, group_id=group_id) for ep in written)
+                                             policy_version=int(self.engine.policy_version),
+                                             actor=actor):
+                    written.setdefault(ep.seed, []).append(ep)
+            except ValueError:
+                pass
+        carried = set(chosen)
+        out: list[Episode] = []
+        for gid, members in groups.items():
+            out.extend(members)
+            if written.get(members[0].seed) and gid in carried:
+                out.append(replace(written[members[0].seed].pop(), group_id=gid))
         return out
 
     def readable(self, seeds: list[int]) -> list[int]:
