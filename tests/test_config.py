@@ -117,11 +117,13 @@ def test_an_env_brings_its_own_training_defaults_and_the_command_line_wins():
     tuned = _compose(["env=connect_four"])
     assert tuned.search.num_simulations == 128 and tuned.search.full_search_prob == 0.25
     assert tuned.learner.augment_symmetries and not tuned.arena.gate
+    assert tuned.learner.samples_per_decision == 16  # the learner-bound setting measured best
     assert tuned.env.kwargs.view == "mover_short"
     assert isinstance(OmegaConf.to_object(tuned), SelfplayConfig)
     # an env without a conf/env_defaults file keeps the groups' own values
     plain = _compose(["env=tictactoe"])
     assert plain.search.num_simulations == 64 and plain.arena.gate and "view" not in plain.env.kwargs
+    assert plain.learner.samples_per_decision == 4
     # keys on the command line beat the env's defaults, which beat the group files
     mine = _compose(["env=connect_four", "search.num_simulations=8", "env.kwargs.view=absolute",
                      "learner=sft"])
