@@ -4,8 +4,9 @@ The same protocol as ``learn_arithmetic.py`` on ``env=code`` (CodeSynth-v0: writ
 function from its doctest examples; reward 1 when every hidden test passes): an **sft start** on a
 limited set of reference programs, then ``--minutes`` each of the **control** (SFT continued on
 the same programs), **grpo**, **expert iteration** and **expert iteration with references**
-(``rollout.reference_mix``: half of the sampled groups also carry their problem's reference
-program, on the control's programs; RL with demonstrations, named as such), every arm the real
+(``rollout.reference_mix=0.5`` with ``rollout.reference_problems``: beside half of the sampled
+groups, one of the control's reference programs; RL with demonstrations, named as such), every
+arm the real
 ``selfplay train``
 command from the same start; pass@1 of each final policy on held-out tasks (the test split,
 disjoint by function). A fresh tiny policy gets a 512-token context (prompts run to ~300
@@ -66,10 +67,18 @@ def main() -> None:
         "control": ["learner=sft", "rollout.mode=reference", f"rollout.problems={args.problems}"],
         "grpo": ["learner=grpo", "sampling.max_tokens=160"],
         "expert_iteration": ["learner=expert_iteration", "sampling.max_tokens=160"],
-        # RL with demonstrations: the control's programs ride along with the samples of the same
-        # problems, so this arm sees exactly the control's references plus its own samples.
+        # RL with demonstrations: the control's programs ride along with the samples, each as a
+        # group of its own, while the samples range over every train problem.
         "expert_iteration_refs": ["learner=expert_iteration", "sampling.max_tokens=160",
-                                  f"rollout.problems={args.problems}", "rollout.reference_mix=0.5"],
+                                  "rollout.reference_mix=0.5",
+                                  f"rollout.reference_problems={args.problems}"],
+        # The same, sampling only the control's problems (each reference joins its problem's
+        # group). Measured 2026-12-04: the warm-started policy solved 98% of its samples of
+        # those problems, so the samples taught nothing new and held-out pass@1 fell.
+        "expert_iteration_refs_same_problems": ["learner=expert_iteration",
+                                                "sampling.max_tokens=160",
+                                                f"rollout.problems={args.problems}",
+                                                "rollout.reference_mix=0.5"],
     }
     chosen = [a for a in args.arms.split(",") if a]
     unknown = sorted(set(chosen) - set(arms))
@@ -132,7 +141,7 @@ def main() -> None:
          title="learn_code: online RL vs SFT continued (2 CPU cores)")
 
 
-RL_ARMS = ("grpo", "expert_iteration", "expert_iteration_refs")
+RL_ARMS = ("grpo", "expert_iteration", "expert_iteration_refs", "expert_iteration_refs_same_problems")
 
 
 def check_merge(minutes: float) -> None:

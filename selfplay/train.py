@@ -145,10 +145,16 @@ def _check_config(cfg):
 
 
 def _check_reference_mix(cfg, workers) -> None:
-    mix = cfg.rollout.reference_mix
+    mix, apart = cfg.rollout.reference_mix, cfg.rollout.reference_problems
     if not 0.0 <= mix <= 1.0:
         raise UserError(f"rollout.reference_mix={mix}: a fraction of the groups, in [0, 1]")
+    if apart < 0:
+        raise UserError(f"rollout.reference_problems={apart}: a number of problems (0 = the "
+                        "group's own problem's reference)")
     if mix == 0:
+        if apart > 0:
+            raise UserError("rollout.reference_problems sets where the mixed-in references come "
+                            "from; it needs rollout.reference_mix > 0")
         return
     if workers.rollout.mode != "sample_groups":
         raise UserError(f"rollout.reference_mix mixes reference solutions into sampled groups; "

@@ -30,8 +30,9 @@ def engine():
     return make_engine(cfg, EngineConfig(max_batch_size=64))
 
 
-def sample_groups(engine, mix: float, env: EnvConfig = MATH) -> SampleGroups:
-    cfg = SimpleNamespace(env=env, rollout=RolloutConfig(problems=16, reference_mix=mix),
+def sample_groups(engine, mix: float, env: EnvConfig = MATH, apart: int = 0) -> SampleGroups:
+    cfg = SimpleNamespace(env=env, rollout=RolloutConfig(problems=16, reference_mix=mix,
+                                                         reference_problems=apart),
                           sampling=TextSamplingConfig(k=K, max_tokens=12), feedback=None)
     return SampleGroups(cfg, engine)
 
@@ -74,6 +75,17 @@ def test_mix_zero_adds_nothing_and_a_fraction_adds_about_that_share(engine):
     assert 10 <= written <= 38  # 48 groups at 0.5: a binomial's 4-sigma band
 
 
+def test_references_of_a_set_of_their_own_are_groups_of_one(engine):
+    episodes = sample_groups(engine, 1.0, apart=4).play(6, seed=3, actor="r")
+    written = [ep for ep in episodes if ep.info["termination"] == "reference"]
+    sampled = [ep for ep in episodes if ep.info["termination"] != "reference"]
+    assert len(sampled) == 6 * K and len(written) == 6
+    assert all(ep.seed < 4 and ep.outcome == 1.0 for ep in written)  # from problems 0..3 only
+    groups = by_group(episodes)
+    assert all(len(groups[ep.group_id]) == 1 for ep in written)  # apart from every sampled group
+    assert len({ep.group_id for ep in sampled}) == 6
+
+
 def test_an_env_without_references_is_one_clear_error(engine, monkeypatch):
     from envs.math.env import MathEnv
 
@@ -89,6 +101,8 @@ def test_an_env_without_references_is_one_clear_error(engine, monkeypatch):
     (["env=math", "learner=sft", "rollout.mode=reference", "rollout.problems=8",
       "rollout.reference_mix=0.5"], "rollout.mode=sample_groups"),
     (["env=tictactoe", "rollout.reference_mix=0.5"], "samples none"),
+    (["env=math", "learner=expert_iteration", "rollout.reference_problems=8"],
+     "rollout.reference_mix > 0"),
 ])
 def test_wrong_combinations_are_one_clear_error_before_ray(tmp_path: Path, capsys, overrides,
                                                            message):

@@ -13,6 +13,7 @@ engine's weights change (``on_weights``), and asked for episodes (``play``).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from typing import Protocol
 
@@ -130,13 +131,27 @@ class SampleGroups:
         """``episodes`` with each group, at the rate ``reference_mix``, followed by its problem's
         reference solution as one more member of the group (the env's own verdict as its reward,
         without the AI feedback the samples get; log-probability 0 on its tokens: written, not
-        sampled). A reference the verifier rejects is left out, as in the warm start."""
+        sampled). With ``rollout.reference_problems`` the references come instead from that set
+        of problems, as many, each a group of one, so the samples can range over problems the
+        references do not cover. A reference the verifier rejects is left out, as in the warm
+        start."""
         from selfplay.rollout.reference import reference_episodes
 
         groups: dict[str, list[Episode]] = {}
         for ep in episodes:
             groups.setdefault(ep.group_id, []).append(ep)
         chosen = [gid for gid in groups if rng.random() < self.reference_mix]
+        apart = int(getattr(self.cfg.rollout, "reference_problems", 0))
+        if apart > 0:  # references of a set of their own, each a group of one
+            seeds = problem_seeds(rng, len(chosen), apart)
+            try:
+                extra = reference_episodes(lambda: build_env(self.cfg.env), seeds,
+                                           self.engine.tokenizer,
+                                           policy_version=int(self.engine.policy_version),
+                                           actor=actor)
+            except ValueError:
+                extra = []
+            return [*episodes, *(replace(ep, group_id=uuid.uuid4().hex) for ep in extra)]
         written: dict[int, list[Episode]] = {}
         if chosen:
             seeds = [groups[gid][0].seed for gid in chosen]
