@@ -118,6 +118,7 @@ def test_an_env_brings_its_own_training_defaults_and_the_command_line_wins():
     assert tuned.search.num_simulations == 128 and tuned.search.full_search_prob == 0.25
     assert tuned.learner.augment_symmetries and not tuned.arena.gate
     assert tuned.learner.samples_per_decision == 16  # the learner-bound setting measured best
+    assert tuned.arena.search_simulations == 128  # evaluations search as self-play does
     assert tuned.env.kwargs.view == "mover_short"
     assert isinstance(OmegaConf.to_object(tuned), SelfplayConfig)
     # an env without a conf/env_defaults file keeps the groups' own values
