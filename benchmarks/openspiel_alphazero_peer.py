@@ -13,7 +13,7 @@ first, and the OpenSpiel bot against the same reference players as
 ``learn_connect_four.py`` (alpha-beta depth 2 and 4), so the two tables line up.
 
     python benchmarks/openspiel_alphazero_peer.py --ours runs/bench-connect-four   # 60 min + games
-    python benchmarks/openspiel_alphazero_peer.py --quick --ours RUN_DIR           # 1 min, 10 games
+    python benchmarks/openspiel_alphazero_peer.py --quick --ours RUN_DIR   # 1 min, 10 games, 16 sims
 
 Needs the ``[bench]`` extra (open-spiel, jax, flax, optax, orbax-checkpoint, chex). ``--ours`` is
 a run directory of ``selfplay train env=connect_four`` (its newest incumbent plays) or a checkpoint.
@@ -158,22 +158,22 @@ def main() -> None:
     parser.add_argument("--peer-dir", default="runs/openspiel-az-c4", help="kept for replay")
     parser.add_argument("--quick", action="store_true", help="1-minute budget, 10 games")
     args = parser.parse_args()
-    if args.quick:
-        args.minutes, args.games = 1.0, 10
+    settings = dict(PEER_SETTINGS)
+    if args.quick:  # small enough that its learner steps within the minute
+        args.minutes, args.games, args.sims = 1.0, 10, 16
+        settings.update(max_simulations=20, replay_buffer_size=512, train_batch_size=64)
 
     from envs.games.players import AlphaBetaPlayer
     from selfplay.arena.match import play_match
     from selfplay.arena.players import policy_player_from_checkpoint
     from selfplay.build import build_env, game_of
-    from selfplay.config import EnvConfig
 
     peer_dir = Path(args.peer_dir).resolve()
-    settings = dict(PEER_SETTINGS)
     trained = train_peer(peer_dir, settings, args.minutes)
     print(f"openspiel alphazero: {trained}", flush=True)
 
     cfg = compose(["env=connect_four"])  # the game's defaults: the view our policy reads
-    env_cfg = EnvConfig(id=cfg.env.id, kwargs=dict(cfg.env.kwargs))
+    env_cfg = cfg.env
     game = game_of(build_env(env_cfg))
     ours = policy_player_from_checkpoint(args.ours, game, engine_cfg=cfg.engine,
                                          search_cfg=cfg.search, num_simulations=args.sims,
@@ -188,7 +188,7 @@ def main() -> None:
                                                     seed=2)
     print(f"matches: {time.time() - started:.0f} s", flush=True)
     scores = {name: r.score for name, r in rows.items()}
-    label = f"{args.minutes:g} min each, {args.sims} sims/move, {args.games} games"
+    label = f"OpenSpiel AZ trained {args.minutes:g} min, {args.sims} sims/move, {args.games} games"
     figures = [figure(f"selfplay vs OpenSpiel AlphaZero on connect four, score ({label})",
                       "score", scores["ours vs openspiel-az"], 0.5, "an even match", "> 0.5",
                       digits=3)]
