@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import figure, print_table, write_result  # noqa: E402
 from learn_arithmetic import compose, sft_start  # noqa: E402
 
-ENVS = {"math_steps": (), "code_steps": ("policy.max_seq_len=512",)}  # env -> config overrides
+ENVS = {"math_steps": (), "code_steps": ("policy.max_seq_len=512", "env.kwargs.level=1")}  # env -> overrides (code: the seen-family level learn_code uses)
 
 
 class CountingEngine:
