@@ -108,7 +108,7 @@ def main() -> None:
             curves[name] = arm["curve"]
             print(f"{name}: {results[name]}", flush=True)
 
-    merged_from = merge_previous(results, curves, args.minutes) if args.merge and not args.quick else None
+    merged_from = merge_previous(results, curves) if args.merge and not args.quick else None
     start_p = results["sft start"]["pass@1"]
     rl = [n for n in RL_ARMS if n in results]
     if not rl or "control" not in results:
@@ -154,16 +154,15 @@ def check_merge(minutes: float) -> None:
                      f"rerun them all or pass --minutes {committed}")
 
 
-def merge_previous(results: dict, curves: dict, minutes: float) -> str | None:
+def merge_previous(results: dict, curves: dict) -> str | None:
     """Fill the arms not rerun from the committed JSON (each marked with the date it was measured
-    and the start it trained from); returns that run's date. Its arms must be as long as today's.
+    and the start it trained from); returns that run's date (``check_merge`` ran first).
     The sft start is deterministic (seeded data and init), so a rerun should measure the same
     start; a different one is kept beside as ``sft start (merged run)`` so the difference shows."""
     path = RESULTS / "learn_code.json"
     if not path.exists():
         return None
-    previous = json.loads(path.read_text())
-    check_merge(minutes)
+    previous = json.loads(path.read_text())  # its minutes were checked before the arms trained
     old_start = previous["results"]["sft start"]
     if old_start != results["sft start"]:  # the same settings should give the same start
         results["sft start (merged run)"] = old_start
