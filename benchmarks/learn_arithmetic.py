@@ -166,21 +166,37 @@ def plot(curves: dict[str, list], start_pass: float, path: Path,
 def merge_previous(results: dict[str, dict], curves: dict[str, list]) -> str | None:
     """Fill the arms not rerun from the last full run's JSON; returns that run's date.
 
-    The sft start is deterministic (seeded data and init), so a rerun measures the same start; a
-    different one is kept beside as ``sft start (merged run)`` so the difference shows."""
+    Each merged arm is stamped with the date it was measured and the pass@1 of the start it
+    trained from (``start_pass@1``), so a merge of a merge still compares every arm with its own
+    start. The sft start is deterministic (seeded data and init) on one version of the code, but it
+    has moved between versions: a different one is kept beside as ``sft start (merged run)``."""
     path = RESULTS / "learn_arithmetic.json"
     if not path.exists():
         return None
     previous = json.loads(path.read_text())
-    for name, row in previous.get("results", {}).items():
+    old = previous.get("results", {})
+    for name, row in old.items():
         if name == "sft start":
             if row != results["sft start"]:
                 results["sft start (merged run)"] = row
+        elif name in ("sft start (steps)", "sft start (merged run)"):
+            results.setdefault(name, row)  # the step arms' own start, when none ran today
         elif name not in results and not name.startswith("sft start"):
-            results[name] = {**row, "measured": previous["date"]}
+            results[name] = {**row, "measured": row.get("measured", previous["date"]),
+                             "start_pass@1": row.get("start_pass@1", _old_start(old, name, row))}
     for name, curve in previous.get("curves", {}).items():
         curves.setdefault(name, curve)
     return previous["date"]
+
+
+def _old_start(old: dict[str, dict], name: str, row: dict) -> float | None:
+    """The start an arm of an earlier JSON (written before arms carried ``start_pass@1``) trained
+    from: the step start for the step arms, that JSON's merged start for arms it had merged."""
+    if name in STEP_ARMS:
+        return old.get("sft start (steps)", {}).get("pass@1")
+    if "measured" in row and "sft start (merged run)" in old:
+        return old["sft start (merged run)"]["pass@1"]
+    return old.get("sft start", {}).get("pass@1")
 
 
 # Search over reasoning steps needs a multi-step task: the same problems, one step per action.
@@ -220,17 +236,26 @@ def step_arms(chosen: list[str], tmp: Path, args, results: dict, curves: dict) -
         results[name] = {**held_out(STEP_ENV, str(final), args.eval_problems, 4),
                          "learner_steps": arm["summary"]["learner_steps"],
                          "episodes": arm["summary"]["episodes"],
-                         "version": arm["summary"]["latest_version"]}
+                         "version": arm["summary"]["latest_version"],
+                         "start_pass@1": results["sft start (steps)"]["pass@1"]}
         curves[name] = arm["curve"]
         print(f"{name}: {results[name]}", flush=True)
 
 
 def start_of(results: dict[str, dict], name: str) -> float:
-    """pass@1 of the sft start an arm trained from: a merged arm's own run's start (``--merge``
-    keeps it as ``sft start (merged run)`` when today's start differs), else today's."""
-    if "measured" in results[name] and "sft start (merged run)" in results:
-        return results["sft start (merged run)"]["pass@1"]
-    return results["sft start"]["pass@1"]
+    """pass@1 of the sft start an arm trained from: a merged arm's own (``start_pass@1``, stamped
+    by ``merge_previous``), else today's."""
+    own = results[name].get("start_pass@1")
+    if own is not None:
+        return own
+    return results["sft start (steps)" if name in STEP_ARMS else "sft start"]["pass@1"]
+
+
+def peer_label(ours_start: float | None, trl_start: float | None) -> str:
+    if ours_start == trl_start:
+        return "TRL GRPOTrainer, same start, reward and minutes"
+    return (f"TRL GRPOTrainer, same reward and minutes, another sft start "
+            f"({trl_start} vs ours {ours_start})")
 
 
 def build_figures(results: dict[str, dict], minutes: float) -> tuple[list[dict], dict]:
@@ -255,7 +280,13 @@ def build_figures(results: dict[str, dict], minutes: float) -> tuple[list[dict],
             figures.append(figure(f"best RL ({best}) pass@1 held-out vs TRL GRPOTrainer ({label})",
                                   "points", points(rl[best]["pass@1"]),
                                   points(results["trl"]["pass@1"]),
-                                  "TRL GRPOTrainer, same start, reward and minutes", "report"))
+                                  peer_label(best_start, start_of(results, "trl")), "report"))
+    if "grpo" in results and "trl" in results:
+        # the same algorithm in the two libraries: the peer comparison proper
+        figures.append(figure(f"grpo pass@1 held-out vs TRL GRPOTrainer ({label})", "points",
+                              points(results["grpo"]["pass@1"]), points(results["trl"]["pass@1"]),
+                              peer_label(start_of(results, "grpo"), start_of(results, "trl")),
+                              "report"))
     for name, r in results.items():
         if name.startswith("sft start") or name in STEP_ARMS:
             continue
@@ -263,10 +294,10 @@ def build_figures(results: dict[str, dict], minutes: float) -> tuple[list[dict],
                               points(r["pass@1"]), points(start_of(results, name)), "sft start",
                               "report"))
     if "sft start (steps)" in results:
-        steps_p = results["sft start (steps)"]["pass@1"]
         for name in (n for n in STEP_ARMS if n in results):
             figures.append(figure(f"{name} pass@1 held-out vs sft start (steps) ({label})",
-                                  "points", points(results[name]["pass@1"]), points(steps_p),
+                                  "points", points(results[name]["pass@1"]),
+                                  points(start_of(results, name)),
                                   "sft start on math_steps", "report"))
         searched = [n for n in ("step_mcts_alphazero", "step_mcts_expert_iteration",
                                 "step_mcts_dpo") if n in results]
@@ -330,7 +361,8 @@ def main() -> None:
             results[name] = {**held_out(args.env, str(final), args.eval_problems, 4),
                              "learner_steps": arm["summary"]["learner_steps"],
                              "episodes": arm["summary"]["episodes"],
-                             "version": arm["summary"]["latest_version"]}
+                             "version": arm["summary"]["latest_version"],
+                             "start_pass@1": results["sft start"]["pass@1"]}
             curves[name] = arm["curve"]
             print(f"{name}: {results[name]}", flush=True)
         if "trl" in chosen:
@@ -338,7 +370,8 @@ def main() -> None:
             if info is not None:
                 results["trl"] = {**held_out(args.env, str(tmp / "trl"), args.eval_problems, 4),
                                   **{k: info[k] for k in ("steps", "completions")},
-                                  "learning_rate": info.get("learning_rate")}
+                                  "learning_rate": info.get("learning_rate"),
+                                  "start_pass@1": results["sft start"]["pass@1"]}
                 print(f"trl: {results['trl']}", flush=True)
         step_arms(chosen, tmp, args, results, curves)
 
