@@ -449,3 +449,57 @@ def test_paired_random_openings_are_played_with_both_sides():
     assert len(set(openings[:10])) > 1  # and the openings differ
     # identical deterministic players: each opening's two games mirror each other's score
     assert result.score == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("plies", [0, 2])
+def test_evaluations_open_with_arena_eval_opening_plies(tmp_path, monkeypatch, plies):
+    """GameArena.evaluate plays each reference from paired random openings when asked: a
+    deterministic candidate's games then start from different positions, each with both sides."""
+    from hydra import compose, initialize_config_dir
+
+    import selfplay.arena.game_arena as game_arena
+    from selfplay.arena.elo import EloLadder
+    from selfplay.arena.match import as_batch_player
+    from selfplay.config import register_configs
+    from selfplay.workers import worker_configs
+
+    register_configs()
+    conf = os.path.join(os.path.dirname(__file__), "..", "conf")
+    with initialize_config_dir(config_dir=os.path.abspath(conf), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "env=tictactoe", f"run.dir={tmp_path}", "arena.opponents=[random]",
+            "arena.search_simulations=0", f"arena.eval_opening_plies={plies}"])
+    arena = game_arena.GameArena(worker_configs(cfg).evaluator, {}, EloLadder(tmp_path / "e.json"))
+
+    class FirstLegal:
+        name = "v1"
+
+        def choose(self, game, state, rng):
+            return int(np.flatnonzero(game.legal_mask(state))[0])
+
+    monkeypatch.setattr(arena, "_player", lambda *a: as_batch_player(FirstLegal()))
+    played = []
+    real_play_match = game_arena.play_match
+
+    def recording_play_match(*args, **kwargs):
+        played.append(real_play_match(*args, **kwargs, record_games=True))
+        return played[-1]
+
+    monkeypatch.setattr(game_arena, "play_match", recording_play_match)
+    [summary] = arena.evaluate(None, 1, games=20, seed=5)
+    assert summary["games"] == 20 and summary["b"] == "random"
+    records = played[0].records
+    first_moves = [tuple(r.actions[:2]) for r in records]
+    if plies == 0:  # the candidate opens every game it starts in the same corner
+        assert {r.actions[0] for r in records[:10]} == {0}
+    else:
+        assert first_moves[:10] == first_moves[10:]  # each opening played with both sides
+        assert len(set(first_moves[:10])) > 1
+
+
+def test_negative_opening_plies_are_one_clear_error():
+    from selfplay.arena.config import ArenaConfig, check_arena_config
+    from selfplay.errors import UserError
+
+    with pytest.raises(UserError, match="arena.eval_opening_plies=-1"):
+        check_arena_config(ArenaConfig(eval_opening_plies=-1))

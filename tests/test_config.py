@@ -119,12 +119,14 @@ def test_an_env_brings_its_own_training_defaults_and_the_command_line_wins():
     assert tuned.learner.augment_symmetries and not tuned.arena.gate
     assert tuned.learner.samples_per_decision == 16  # the learner-bound setting measured best
     assert tuned.arena.search_simulations == 128  # evaluations search as self-play does
+    assert tuned.arena.eval_opening_plies == 2  # evaluations from paired random openings
     assert tuned.env.kwargs.view == "mover_short"
     assert isinstance(OmegaConf.to_object(tuned), SelfplayConfig)
     # an env without a conf/env_defaults file keeps the groups' own values
     plain = _compose(["env=tictactoe"])
     assert plain.search.num_simulations == 64 and plain.arena.gate and "view" not in plain.env.kwargs
     assert plain.learner.samples_per_decision == 4
+    assert plain.arena.eval_opening_plies == 0  # tic-tac-toe: perfect play from the initial position
     # keys on the command line beat the env's defaults, which beat the group files
     mine = _compose(["env=connect_four", "search.num_simulations=8", "env.kwargs.view=absolute",
                      "learner=sft"])

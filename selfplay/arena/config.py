@@ -22,6 +22,7 @@ class ArenaConfig:
     eval_games: int = 40  # games per evaluation against each reference player
     opponents: list[str] = field(default_factory=lambda: ["random", "perfect"])  # reference players (a name no game has is an error; one this game lacks, e.g. perfect outside tic-tac-toe, is skipped)
     gate_opening_plies: int = 2  # random plies opening each gating game (each opening played with both sides), so deterministic versions meet varied positions
+    eval_opening_plies: int = 0  # random plies opening each evaluation game against a reference (each opening played with both sides); 0 = from the initial position (tic-tac-toe: a random opening can be lost against perfect play). Without them a deterministic search meets a reference that only breaks ties at random, so 20 games can be a handful of distinct ones
     search_simulations: int = 128  # simulations for the policy's search in arena games (0 = prior only)
     max_moves: Optional[int] = None  # plies before an arena game (gating or evaluation) is called a draw (None: rules only)
     elo_anchor: str = "random"  # the player fixed at 0 Elo on the run's ladder (elo.json)
@@ -49,6 +50,10 @@ def check_arena_config(arena: ArenaConfig, game: Any | None = None) -> None:
     tic-tac-toe) is left out of its evaluations, as the default list relies on."""
     from envs.games.players import make_player
 
+    for key in ("gate_opening_plies", "eval_opening_plies"):
+        if getattr(arena, key) < 0:
+            raise UserError(f"arena.{key}={getattr(arena, key)}: must be >= 0 (random plies "
+                            "opening each game; 0 = none)")
     if arena.max_moves is not None and arena.max_moves < 0:
         raise UserError(f"arena.max_moves={arena.max_moves}: must be >= 0, or null for no cap")
     if not arena.elo_prior_games > 0:

@@ -71,7 +71,8 @@ class GameArena:
                 continue  # e.g. "perfect" exists for tic-tac-toe only
             for player in players:
                 result = play_match(self.game, player, opponent, games, seed=seed,
-                                    max_moves=arena.max_moves)
+                                    max_moves=arena.max_moves,
+                                    opening_plies=arena.eval_opening_plies)
                 self.ladder.record(result, version=version)
                 results.append(summarize(result))
         return results
