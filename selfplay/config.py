@@ -76,6 +76,7 @@ class SelfplayConfig:
     human_player: int = 0  # `selfplay play`: the side the person takes (0 moves first)
     checkpoint: Optional[str] = None  # `selfplay eval`: checkpoint dir or run dir to evaluate
     games: int = 100  # `selfplay eval`: games (half with each side)
+    opening_plies: int = 0  # `selfplay eval` on a game: random plies opening each game, each opening played with both sides (0 = from the initial position)
 
 
 def register_configs() -> None:

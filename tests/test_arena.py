@@ -503,3 +503,19 @@ def test_negative_opening_plies_are_one_clear_error():
 
     with pytest.raises(UserError, match="arena.eval_opening_plies=-1"):
         check_arena_config(ArenaConfig(eval_opening_plies=-1))
+
+
+def test_selfplay_eval_refuses_negative_opening_plies_before_loading_anything(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from selfplay.config import register_configs
+    from selfplay.errors import UserError
+    from selfplay.evaluate import eval_main
+
+    register_configs()
+    conf = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "env=tictactoe", f"checkpoint={tmp_path / 'nothing-here'}", "opening_plies=-2"])
+    with pytest.raises(UserError, match="opening_plies=-2"):
+        eval_main(cfg)
